@@ -1,0 +1,64 @@
+"""Recording site activations during real sampling (for extraction and probes).
+
+Like steering, recording swaps a wrapper module in at each site instead of
+using forward hooks (hooks vanish under torch.compile). The wrapper keeps, for
+every model call, the *conditional* rows only (CFG batches ``[cond, uncond]``;
+with CFG off the single pass is conditional), averaged over time frames, keyed
+by the diffusion step, plus the mean per-frame activation norm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing as tp
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["SiteRecorder", "record_sites"]
+
+
+class SiteRecorder(nn.Module):
+    def __init__(self, inner: nn.Module, *, gate: tp.Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self._gate = gate
+        self.by_step: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self.norms: list[float] = []
+
+    def forward(self, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
+        y = self.inner(*args, **kwargs)
+        rows = y.shape[0] // 2 if self._gate.last_cfg_active else y.shape[0]
+        cond = y[:rows].detach().float()
+        self.by_step[self._gate.steps_done].append(cond.mean(dim=1).cpu())  # [rows, d]
+        self.norms.append(float(cond.norm(dim=-1).mean()))
+        return y
+
+    def per_step_mean(self) -> torch.Tensor:
+        """``[steps, d]``: mean over calls (and rows) within each diffusion step."""
+        return torch.stack([torch.cat(self.by_step[s]).mean(0) for s in sorted(self.by_step)])
+
+    def reset(self) -> None:
+        self.by_step.clear()
+        self.norms.clear()
+
+
+@contextlib.contextmanager
+def record_sites(adapter: tp.Any, *, site: str, layers: tp.Sequence[int]) -> Iterator[dict[int, SiteRecorder]]:
+    """Swap recorders in at ``site`` for ``layers``; always restore the originals."""
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    recorders: dict[int, SiteRecorder] = {}
+    try:
+        for layer in layers:
+            parent, name = adapter.site_slot(site, layer)
+            inner = getattr(parent, name)
+            rec = SiteRecorder(inner, gate=adapter.gate)
+            setattr(parent, name, rec)
+            swapped.append((parent, name, inner))
+            recorders[layer] = rec
+        yield recorders
+    finally:
+        for parent, name, inner in reversed(swapped):
+            setattr(parent, name, inner)
