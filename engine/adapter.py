@@ -62,6 +62,9 @@ class StableAudioAdapter:
         self.dit = model.model.model  # DiffusionTransformer
         self.blocks = self.dit.transformer.layers
         self.num_layers = len(self.blocks)
+        # The block objects themselves: the `block` site swaps entries of the
+        # ModuleList, so `cross_attn` lookups must not go through that list.
+        self._block_objs = list(self.blocks)
         self.gate = StepGate()
         self.sample_rate = int(model.sample_rate)
         self.channels = int(config.get("audio_channels", 2))
@@ -74,7 +77,7 @@ class StableAudioAdapter:
     # --- sites -------------------------------------------------------------------------
     def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]:
         if site == "cross_attn":
-            block = self.blocks[layer]
+            block = self._block_objs[layer]
             if not getattr(block, "cross_attend", False):
                 raise EngineError(f"layer {layer} has no cross-attention (final_cross_attn_ix)")
             return block, "cross_attn"
@@ -131,6 +134,9 @@ class StableAudioAdapter:
         sampler = sampler or self.options.get("sampler") or (choices[0] if choices else None)
         if sampler not in choices:
             raise EngineError(f"sampler '{sampler}' does not fit a '{self.objective}' model; use one of {choices}")
+        if self.objective == "v" and steps < 2:
+            # k-diffusion's multistep solvers fail on a single step (their last step is sigma=0).
+            raise EngineError(f"sampler '{sampler}' needs at least 2 steps, got {steps}")
         dit_wrapper = self.model.model
         gate = self.gate
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import typing as tp
-import zlib
+import hashlib
 from collections.abc import Callable, Iterator
 
 import torch
@@ -88,8 +88,8 @@ def custom_components() -> Iterator[None]:
 class WordHashConditioner(nn.Module):
     """Text -> token embeddings with no tokenizer download.
 
-    Words (lower-cased, split on non-letters) are hashed (CRC32, stable across
-    runs and machines) into ``buckets`` embedding rows. Good enough for tiny
+    Words (lower-cased, split on non-letters) are hashed (BLAKE2s, stable across
+    runs and machines; CRC32's low bits collide for 'bright'/'dark') into ``buckets`` embedding rows. Good enough for tiny
     test models, where what matters is that different words give different,
     deterministic token states — e.g. two prompts differing in one word differ
     in exactly one token.
@@ -107,7 +107,8 @@ class WordHashConditioner(nn.Module):
 
     def token_ids(self, text: str) -> list[int]:
         words = re.findall(r"[a-z0-9]+", text.lower())[: self.max_length]
-        return [zlib.crc32(w.encode()) % self.buckets for w in words]
+        return [int.from_bytes(hashlib.blake2s(w.encode(), digest_size=4).digest(), "little") % self.buckets
+                for w in words]
 
     def forward(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.zeros(len(texts), self.max_length, dtype=torch.long)

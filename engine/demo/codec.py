@@ -1,0 +1,119 @@
+"""The demo model's compact audio representation: normalised log-mel, decoded by Griffin-Lim.
+
+Why not a learned autoencoder: it would cost training time we would rather
+spend on the diffusion model, and a fixed transform has no weights to trust.
+Why these numbers: 16 kHz audio, 1024-point STFT with hop 256 (so 4 s is 250
+frames and ``downsampling_ratio`` is 256) and 96 bands on a *warped* mel scale
+``log(1 + f / break_hz)`` with a 250 Hz break, not mel's 700 Hz: bands are
+about a semitone wide from ~300 Hz to 2 kHz, where the corpus's chords and
+melodies live, so major and minor thirds stay apart (a 64-band mel blurred
+them: mode AUC 0.84 after the round trip in the prototype).
+
+Each band is standardised with a mean and std fitted on the corpus
+(:meth:`MelCodec.fit`) and stored as buffers, so latents are roughly unit
+variance for the diffusion model and the statistics travel in the model's
+state dict. Decoding inverts the filterbank by pseudo-inverse (clamped at
+zero) and recovers phase with fast Griffin-Lim (momentum 0.99) from a fixed
+seed, so decoding is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as tp
+
+import torch
+
+from engine.components import register_pretransform
+from engine.sat import sat
+
+__all__ = ["MelCodec", "warped_mel_filterbank"]
+
+
+def warped_mel_filterbank(*, sample_rate: int, n_fft: int, n_bands: int, f_min: float,
+                          break_hz: float) -> torch.Tensor:
+    """Triangular filters [n_bands, n_fft // 2 + 1], evenly spaced in log(1 + f / break_hz).
+
+    A triangle narrower than one FFT bin is widened to one bin, so no band is
+    empty at low frequencies.
+    """
+    warp = lambda f: math.log1p(f / break_hz)  # noqa: E731
+    unwarp = lambda s: break_hz * math.expm1(s)  # noqa: E731
+    edges = torch.linspace(warp(f_min), warp(sample_rate / 2), n_bands + 2, dtype=torch.float64)
+    hz = torch.tensor([unwarp(float(s)) for s in edges], dtype=torch.float64)
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    bin_hz = float(bins[1])
+    lo, mid, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    up = (bins - lo) / torch.clamp(mid - lo, min=bin_hz)
+    down = (hi - bins) / torch.clamp(hi - mid, min=bin_hz)
+    return torch.clamp(torch.minimum(up, down), min=0.0).to(torch.float32)
+
+
+class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
+    """A stable-audio-tools ``Pretransform``: audio [B, C, N] <-> latents [B, n_bands, N / hop]."""
+
+    def __init__(self, *, sample_rate: int, n_bands: int = 96, n_fft: int = 1024, hop: int = 256,
+                 f_min: float = 30.0, break_hz: float = 250.0, griffin_lim_iters: int = 32,
+                 io_channels: int = 1, floor: float = 1e-3) -> None:
+        super().__init__(enable_grad=False, io_channels=io_channels, is_discrete=False)
+        self.sample_rate = sample_rate
+        self.n_fft, self.hop, self.iters, self.floor = n_fft, hop, griffin_lim_iters, floor
+        self.encoded_channels = n_bands
+        self.downsampling_ratio = hop
+        fb = warped_mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_bands=n_bands,
+                                   f_min=f_min, break_hz=break_hz)
+        # Derived constants are non-persistent: rebuilt from the config, not
+        # stored; only the fitted statistics belong in the state dict.
+        self.register_buffer("fb", fb, persistent=False)
+        self.register_buffer("fb_pinv", torch.linalg.pinv(fb.double()).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("band_mean", torch.zeros(n_bands))
+        self.register_buffer("band_std", torch.ones(n_bands))
+
+    def _stft(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True,
+                          return_complex=True)
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B, C, N] -> un-normalised log-mel [B, n_bands, N // hop] (channels averaged)."""
+        if audio.shape[-1] % self.hop:
+            raise ValueError(f"audio length {audio.shape[-1]} is not a multiple of hop {self.hop}")
+        frames = audio.shape[-1] // self.hop
+        mag = self._stft(audio.float().mean(dim=1)).abs()[..., :frames]
+        return torch.log(self.floor + torch.einsum("mf,bft->bmt", self.fb, mag))
+
+    def encode(self, x: torch.Tensor, **_: tp.Any) -> torch.Tensor:
+        mel = self.log_mel(x)
+        return (mel - self.band_mean[:, None]) / self.band_std[:, None]
+
+    @torch.no_grad()
+    def fit(self, audio: torch.Tensor) -> None:
+        """Set the per-band statistics from a batch of corpus audio [B, C, N]."""
+        mel = self.log_mel(audio)
+        self.band_mean.copy_(mel.mean(dim=(0, 2)))
+        self.band_std.copy_(mel.std(dim=(0, 2)).clamp(min=1e-3))
+
+    def decode(self, z: torch.Tensor, **_: tp.Any) -> torch.Tensor:
+        z = z.float()
+        mel = torch.exp(z * self.band_std[:, None] + self.band_mean[:, None]) - self.floor
+        mag = torch.clamp(torch.einsum("fm,bmt->bft", self.fb_pinv, mel.clamp(min=0.0)), min=0.0)
+        mag = torch.cat([mag, mag[..., -1:]], dim=-1)  # STFT has frames + 1 columns
+        audio = self._griffin_lim(mag, length=z.shape[-1] * self.hop)
+        return audio.unsqueeze(1).repeat(1, self.io_channels, 1)
+
+    def _griffin_lim(self, mag: torch.Tensor, *, length: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * math.pi)
+        angles = torch.polar(torch.ones_like(mag), phase)
+        prev = torch.zeros_like(angles)
+        momentum = 0.99 / (1 + 0.99)
+        for _ in range(self.iters):
+            audio = torch.istft(mag * angles, self.n_fft, self.hop, window=self.window, length=length)
+            rebuilt = self._stft(audio)
+            angles = rebuilt - momentum * prev
+            angles = angles / (angles.abs() + 1e-12)
+            prev = rebuilt
+        return torch.istft(mag * angles, self.n_fft, self.hop, window=self.window, length=length)
+
+
+register_pretransform("steerbridge_mel", lambda cfg, sr: MelCodec(sample_rate=sr, **cfg))

@@ -1,0 +1,34 @@
+"""Shared fixtures. The tiny model is the real stable-audio-tools classes with random weights."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from engine import load_model
+
+    return load_model("tiny")
+
+
+@pytest.fixture()
+def tiny(tiny_model):
+    """The session's tiny model, with steering detached again after each test."""
+    yield tiny_model
+    tiny_model.detach_steering()
+
+
+# --- JACK (audio side: bridge/portaudio.py, .ci/jack.sh) ---------------------
+@pytest.fixture(scope="session")
+def jack_server() -> None:
+    """Skip unless a JACK server answers; CI starts one with `bash .ci/jack.sh`."""
+    from bridge.portaudio import jack_running
+
+    if not jack_running():
+        pytest.skip("no JACK server running (start one: `bash .ci/jack.sh`, needs jackd2 + libportaudio2)")
