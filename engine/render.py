@@ -23,7 +23,7 @@ import torch
 
 from engine.adapter import StableAudioAdapter
 from engine.errors import EngineError, RenderCancelled
-from engine.source import load_source
+from engine.source import LoadedModel, load_source
 from engine.steering import Steering, SteeringHandle
 
 __all__ = ["RenderRequest", "Render", "SteerableModel", "load_model"]
@@ -59,8 +59,7 @@ class Render:
 class SteerableModel:
     """A resident model that renders loops with optional steering."""
 
-    def __init__(self, source: str | os.PathLike[str], *, device: str = "cpu") -> None:
-        loaded = load_source(source)
+    def __init__(self, loaded: LoadedModel, *, device: str = "cpu") -> None:
         self.model = loaded.model.to(device)
         self.config = loaded.config
         self.source = loaded.source
@@ -112,6 +111,6 @@ class SteerableModel:
 
 def load_model(source: str | os.PathLike[str], *, device: str = "cpu") -> SteerableModel:
     """Load ``"tiny"``, ``"demo"`` or a model folder (see engine/source.py)."""
-    return SteerableModel(source, device=device)
+    return SteerableModel(load_source(source), device=device)
 
 

@@ -152,8 +152,34 @@ def import_sat() -> dict[str, types.ModuleType]:
             for name in set(sys.modules) - before:
                 if name.split(".")[0] in roots:
                     del sys.modules[name]
+        _quiet_upstream_progress()
         _loaded = mods
         return mods
+
+
+def _quiet_upstream_progress() -> None:
+    """Upstream samplers draw their own tqdm bars (``disable=False`` hard-coded).
+
+    steerbridge reports progress itself (per diffusion step, to the CLI bar, the
+    worker's events and OSC), so the upstream bars are silenced here.
+    """
+    import tqdm.auto
+
+    def trange(*args: Any, **kwargs: Any) -> Any:
+        kwargs["disable"] = True
+        return tqdm.auto.trange(*args, **kwargs)
+
+    def tqdm_quiet(*args: Any, **kwargs: Any) -> Any:
+        kwargs["disable"] = True
+        return tqdm.auto.tqdm(*args, **kwargs)
+
+    for name in ("k_diffusion.sampling", "stable_audio_tools.inference.sampling"):
+        module = sys.modules.get(name)
+        if module is not None:
+            if hasattr(module, "trange"):
+                module.trange = trange
+            if hasattr(module, "tqdm"):
+                module.tqdm = tqdm_quiet
 
 
 def sat(name: str) -> types.ModuleType:

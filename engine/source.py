@@ -28,7 +28,7 @@ from engine.components import custom_components
 from engine.errors import ModelLoadError
 from engine.sat import sat
 
-__all__ = ["LoadedModel", "load_source", "fingerprint_of", "TINY_CONFIG", "DEMO_DIR"]
+__all__ = ["LoadedModel", "load_source", "build_random", "fingerprint_of", "TINY_CONFIG", "DEMO_DIR"]
 
 _HERE = Path(__file__).resolve().parent
 TINY_CONFIG = _HERE / "configs" / "tiny.json"
@@ -171,15 +171,19 @@ def _randomize_zero_inits(model: nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
 
 
+def build_random(config: dict[str, tp.Any], *, seed: int = 0, name: str = "random") -> LoadedModel:
+    """A model from ``config`` with seeded random weights (tests, benchmarks, the tiny model)."""
+    torch.manual_seed(seed)
+    model = _build(config)
+    _randomize_zero_inits(model, seed=seed)
+    return LoadedModel(model, config, name, fingerprint_of(config, model.state_dict()))
+
+
 def load_source(source: str | os.PathLike[str]) -> LoadedModel:
     """Build and load a model from ``"tiny"``, ``"demo"`` or a model folder."""
     src = str(source)
     if src == "tiny":
-        config = json.loads(TINY_CONFIG.read_text())
-        torch.manual_seed(0)
-        model = _build(config)
-        _randomize_zero_inits(model, seed=0)
-        return LoadedModel(model, config, "tiny", fingerprint_of(config, model.state_dict()))
+        return build_random(json.loads(TINY_CONFIG.read_text()), seed=0, name="tiny")
     folder = DEMO_DIR if src == "demo" else Path(src).expanduser()
     if src == "demo" and not (folder / "model.safetensors").exists():
         raise ModelLoadError(

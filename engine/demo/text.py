@@ -65,7 +65,7 @@ def _encoder() -> tuple[tp.Any, nn.Module]:
     return tokenizer, model
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4)  # the two conditioners of one batch share an entry
 def _encode_cached(texts: tuple[str, ...], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     tokenizer, model = _encoder()
     batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",

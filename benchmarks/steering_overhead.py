@@ -1,0 +1,88 @@
+"""Generation time steered vs unsteered, side by side in one run.
+
+Two model sizes, random weights (the real stable-audio-tools classes):
+  tiny       — engine/configs/tiny.json
+  sao-small  — Stable Audio Open Small's DiT dims (embed 1024, depth 16, 8 heads,
+               cond 768) on the tiny decoder
+
+"Steered" is the resident-server set-up: wrappers at every layer of both sites,
+a two-layer vector active. Renders alternate (unsteered, steered, ...) so drift
+in machine load hits both alike; the ratio uses the medians.
+
+    .venv/bin/python benchmarks/steering_overhead.py [--repeats 5] [--steps 3] [--seconds 4]
+
+Headline figures are printed last, one per line, as `name: value`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+
+from engine import RenderRequest, Steering, SteeringTerm
+from engine.render import SteerableModel
+from engine.source import TINY_CONFIG, build_random
+from engine.vectors import ConceptVector, VectorMeta
+
+
+def sao_small_config() -> dict:
+    cfg = json.loads(TINY_CONFIG.read_text())
+    cfg["model"]["conditioning"]["cond_dim"] = 768
+    cfg["model"]["conditioning"]["configs"][0]["config"]["dim"] = 768
+    dit = cfg["model"]["diffusion"]["config"]
+    dit.update(embed_dim=1024, depth=16, num_heads=8, cond_token_dim=768, global_cond_dim=1536)
+    return cfg
+
+
+def measure(name: str, cfg: dict, *, repeats: int, steps: int, seconds: float) -> float:
+    model = SteerableModel(build_random(copy.deepcopy(cfg), seed=0, name=name))
+    d = model.site_dim("cross_attn")
+    g = torch.Generator().manual_seed(1)
+    layers = (model.num_layers // 2 - 1, model.num_layers // 2)
+    vec = ConceptVector({l: torch.randn(d, generator=g) * 0.01 for l in layers},
+                        VectorMeta(concept="bench", site="cross_attn", method="random", fingerprint=model.fingerprint))
+    steering = Steering((SteeringTerm(vec, 1.0),))
+    req = RenderRequest("bench loop", seed=3, seconds=seconds, steps=steps)
+    model.render(req)  # warm-up both paths (allocations, caches)
+    model.render(req, steering=steering)
+    model.detach_steering()
+    plain, steered = [], []
+    handle = model.handle
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.render(req)  # never-attached path
+        plain.append(time.perf_counter() - t)
+        handle.attach()
+        t = time.perf_counter()
+        model.render(req, steering=steering)
+        steered.append(time.perf_counter() - t)
+        handle.detach()
+    ratio = statistics.median(steered) / statistics.median(plain)
+    print(f"{name}: unsteered median {statistics.median(plain):.3f}s, steered median "
+          f"{statistics.median(steered):.3f}s over {repeats} alternating runs ({steps} steps, {seconds}s audio)")
+    return ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--skip-large", action="store_true", help="only the tiny model")
+    args = ap.parse_args()
+    ratios = {"tiny": measure("tiny", json.loads(TINY_CONFIG.read_text()), repeats=args.repeats * 4,
+                              steps=args.steps, seconds=args.seconds)}
+    if not args.skip_large:
+        ratios["sao_small_dims"] = measure("sao-small-dims", sao_small_config(), repeats=args.repeats,
+                                           steps=args.steps, seconds=args.seconds)
+    for name, r in ratios.items():
+        print(f"steering_overhead_ratio_{name}: {r:.4f}")
+
+
+if __name__ == "__main__":
+    main()

