@@ -35,7 +35,9 @@ def sao_small_config() -> dict:
     cfg["model"]["conditioning"]["cond_dim"] = 768
     cfg["model"]["conditioning"]["configs"][0]["config"]["dim"] = 768
     dit = cfg["model"]["diffusion"]["config"]
-    dit.update(embed_dim=1024, depth=16, num_heads=8, cond_token_dim=768, global_cond_dim=1536)
+    # project_cond_tokens: 768-d tokens are projected to 1024 before cross-attention (8 kv heads)
+    dit.update(embed_dim=1024, depth=16, num_heads=8, cond_token_dim=768, global_cond_dim=1536,
+               project_cond_tokens=True)
     return cfg
 
 

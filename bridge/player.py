@@ -235,6 +235,11 @@ class LoopPlayer:
             position_s=0.0 if cur is None else cur.pos / self.rate,
         )
 
+    @property
+    def seq(self) -> int:
+        """Sequence number of the newest :meth:`set_voices` call."""
+        return self._seq
+
     def last_heard(self) -> tuple[int, int, float]:
         """``(seq, block, t)``: newest :meth:`set_voices` seq the callback used, the
         index of the first block that used it, and ``time.perf_counter()`` then."""

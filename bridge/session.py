@@ -67,6 +67,10 @@ class SessionOptions:
     swap: str = "boundary"  # new prompt/seed: "boundary" | "now"
     progress: bool = True  # tqdm bar on stderr while pre-rendering
     slots: int = 16  # player voices per scene (raised to fit 2**knobs corners)
+    # The GIL is handed between threads every 5 ms by default, so a busy OSC
+    # or scheduler thread can hold the audio callback off for a whole block;
+    # 1 ms bounds that wait (None leaves the interpreter's setting alone).
+    switch_interval_s: float | None = 0.001
 
 
 class Session:
@@ -102,6 +106,8 @@ class Session:
             raise RuntimeError("this session is already started; close() it and make a new one")
         self._started = True
         o = self.options
+        if o.switch_interval_s is not None:
+            sys.setswitchinterval(o.switch_interval_s)
         try:
             self.sink = open_sink(o.output, blocksize=o.blocksize, latency=o.latency, hostapi=o.hostapi,
                                   fallback=o.fallback, log=self._say)

@@ -193,6 +193,7 @@ class PrerenderProgress:
     def __init__(self, *, enabled: bool, on_tick: Callable[[int, int], None] | None = None) -> None:
         self._enabled, self._on_tick = enabled, on_tick
         self._bar: tqdm | None = None
+        self._done = self._total = 0
         self._lock = threading.Lock()
 
     @contextmanager
@@ -200,7 +201,7 @@ class PrerenderProgress:
         bar = tqdm(total=total, desc="pre-rendering loops", unit="loop", file=sys.stderr,
                    disable=not self._enabled, leave=True)
         with self._lock:
-            self._bar = bar
+            self._bar, self._done, self._total = bar, 0, total
         try:
             yield self
         finally:
@@ -213,10 +214,11 @@ class PrerenderProgress:
             bar = self._bar
             if bar is None:
                 return
+            self._done += 1  # counted here: a disabled tqdm does not count
+            if self._done > self._total:
+                self._total = bar.total = self._done  # a knob moved meanwhile: the plan grew
             bar.update(1)
-            if bar.n > (bar.total or 0):
-                bar.total = bar.n  # a knob moved meanwhile: the plan grew
-            done, total = bar.n, int(bar.total or 0)
+            done, total = self._done, self._total
         if self._on_tick is not None:
             self._on_tick(done, total)
 

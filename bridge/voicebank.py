@@ -68,7 +68,7 @@ class VoiceBank:
         names = tuple(ready.alphas)
         alphas = tuple(float(ready.alphas[n]) for n in names)
         loop = prepare_loop(ready.audio, source_rate=ready.sample_rate, rate=self.rate, channels=self.channels,
-                            key=ready.stops if ready.stops is not None and not ready.exact else alphas)
+                            key=ready.stops if ready.stops is not None else alphas)
         with self._lock:
             bank = self._scenes.get(ready.scene)
             is_new = bank is None or bank.knob_names != names

@@ -143,6 +143,7 @@ def save_vector(vector: ConceptVector, path: str | os.PathLike[str]) -> Path:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; vector files are shared like presets
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,8 +2,9 @@
 
 Why not a learned autoencoder: it would cost training time we would rather
 spend on the diffusion model, and a fixed transform has no weights to trust.
-Why these numbers: 16 kHz audio, 1024-point STFT with hop 256 (so 4 s is 250
-frames and ``downsampling_ratio`` is 256) and 96 bands on a *warped* mel scale
+Why these numbers: 16 kHz audio, 1024-point STFT with hop 250 (so 4 s is 256
+frames, ``downsampling_ratio`` is 250, and the DiT can use patch size 4: 64
+tokens per 4 s, half the compute of patch 2) and 96 bands on a *warped* mel scale
 ``log(1 + f / break_hz)`` with a 250 Hz break, not mel's 700 Hz: bands are
 about a semitone wide from ~300 Hz to 2 kHz, where the corpus's chords and
 melodies live, so major and minor thirds stay apart (a 64-band mel blurred
@@ -52,7 +53,7 @@ def warped_mel_filterbank(*, sample_rate: int, n_fft: int, n_bands: int, f_min: 
 class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
     """A stable-audio-tools ``Pretransform``: audio [B, C, N] <-> latents [B, n_bands, N / hop]."""
 
-    def __init__(self, *, sample_rate: int, n_bands: int = 96, n_fft: int = 1024, hop: int = 256,
+    def __init__(self, *, sample_rate: int, n_bands: int = 96, n_fft: int = 1024, hop: int = 250,
                  f_min: float = 30.0, break_hz: float = 250.0, griffin_lim_iters: int = 32,
                  io_channels: int = 1, floor: float = 1e-3) -> None:
         super().__init__(enable_grad=False, io_channels=io_channels, is_discrete=False)

@@ -84,7 +84,7 @@ def render_latents(model: tp.Any, prompts: list[str], seeds: list[int], *, steps
 
 
 def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: int = 8,
-                 cfg_scale: float = 5.0, frames: int = 250, chunk: int = 16) -> np.ndarray:
+                 cfg_scale: float = 5.0, frames: int = 256, chunk: int = 16) -> np.ndarray:
     """Rendered audio [B, samples] (mono), in chunks to bound memory."""
     out = []
     for i in range(0, len(prompts), chunk):

@@ -37,18 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.components import custom_components
-from engine.demo import codec as _codec  # noqa: F401  (registers steerbridge_mel)
-from engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
 from engine.demo.captions import caption
 from engine.demo.corpus import CorpusOptions
 from engine.demo.data import CorpusCache, build_cache, class_gaps
 from engine.demo.follow import prompt_following
-from engine.sat import sat
+from engine.demo.model import CONFIG_PATH, build_model, export_model
 
-__all__ = ["TrainConfig", "build_model", "export_model", "main"]
-
-CONFIG_PATH = Path(__file__).with_name("config.json")
+__all__ = ["TrainConfig", "train", "main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +63,6 @@ class TrainConfig:
     bf16: bool = True
 
 
-def build_model(config: dict[str, tp.Any] | None = None) -> tp.Any:
-    config = config or json.loads(CONFIG_PATH.read_text())
-    with custom_components():
-        return sat("factory").create_model_from_config(config)
-
-
 def _lr(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -88,22 +77,6 @@ def _atomic_save(obj: tp.Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def export_model(ema: torch.nn.Module, folder: Path) -> int:
-    """Write the model folder; return its weights' size in bytes. Verified by a strict load."""
-    from safetensors.torch import load_file, save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() and not k.startswith("pretransform.") else v)
-             .contiguous() for k, v in ema.state_dict().items()}
-    config = json.loads(CONFIG_PATH.read_text())
-    save_file(state, str(folder / "model.safetensors.tmp"), metadata={"format": "pt"})
-    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
-    (folder / "model_config.json").write_text(json.dumps(config, indent=4) + "\n")
-    fresh = build_model(config)
-    fresh.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    return (folder / "model.safetensors").stat().st_size
-
-
 class _Log:
     def __init__(self, out: Path) -> None:
         self.file = open(out / "train.log", "a", buffering=1)
@@ -114,19 +87,27 @@ class _Log:
         self.file.write(line + "\n")
 
 
-def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _Log) -> None:
+def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _Log, *,
+          pairs: int) -> None:
+    """Log prompt-following of the EMA model and export it (a usable model at every eval)."""
     t0 = time.perf_counter()
-    stats = prompt_following(ema, gaps=class_gaps(cache), pairs=8)
+    # bf16 sampling: ~2.5x faster than fp32 for this DiT on this CPU.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        stats = prompt_following(ema, gaps=class_gaps(cache), pairs=pairs) if pairs else []
     for s in stats:
         log(f"eval step {step}: {s.line()}")
     log(f"eval took {time.perf_counter() - t0:.0f} s")
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": step, "time": time.time(),
                             "follow": [dataclasses.asdict(s) for s in stats]}) + "\n")
+    size = export_model(ema, out / "export")
+    log(f"exported {out / 'export'} ({size / 1e6:.1f} MB, strict load ok) at step {step}")
 
 
 def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, threads: int,
-          checkpoint_minutes: float, eval_minutes: float) -> None:
+          checkpoint_minutes: float, eval_minutes: float, eval_pairs: int = 8,
+          until_step: int | None = None) -> None:
+    """Train (or resume) into ``out``; ``until_step`` stops early as an interruption would."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out)
@@ -171,10 +152,13 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     start = last_ckpt = last_eval = time.monotonic()
     losses: list[float] = []
+    evaluated_at = -1
     n = len(cache.attrs)
     model.train()
     while step < cfg.steps and not stop["now"]:
         if minutes is not None and time.monotonic() - start > minutes * 60:
+            break
+        if until_step is not None and step >= until_step:
             break
         idx = np.sort(rng.integers(n, size=cfg.batch))
         x0 = torch.from_numpy(np.asarray(cache.latents[idx], dtype=np.float32))
@@ -200,7 +184,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             rate = len(losses) / max(1e-9, time.monotonic() - start) * 60
             log(f"step {step}/{cfg.steps} loss {np.mean(losses[-20:]):.4f} lr {_lr(cfg, step):.2e} "
@@ -210,12 +194,11 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             save()
             last_ckpt = now
         if now - last_eval > eval_minutes * 60:
-            _eval(ema, cache, step, out, log)
-            last_eval = time.monotonic()
+            _eval(ema, cache, step, out, log, pairs=eval_pairs)
+            last_eval, evaluated_at = time.monotonic(), step
     save()
-    _eval(ema, cache, step, out, log)
-    size = export_model(ema, out / "export")
-    log(f"exported {out / 'export'} ({size / 1e6:.1f} MB, strict load ok) at step {step}")
+    if evaluated_at != step:
+        _eval(ema, cache, step, out, log, pairs=eval_pairs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--eval-minutes", type=float, default=20.0)
+    ap.add_argument("--eval-pairs", type=int, default=8, help="caption pairs per contrast (0: no eval)")
     ap.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt's EMA and exit")
     args = ap.parse_args(argv)
     if args.export_only:
@@ -238,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     cfg = TrainConfig(seed=args.seed, steps=args.steps, clips=args.clips)
     train(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
-          checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes)
+          checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes,
+          eval_pairs=args.eval_pairs)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Entry points of the panel: :func:`run` (what ``steerbridge gui`` calls) and :func:`create_panel`.
+
+``create_panel`` builds the window and controller on an existing
+``QApplication`` without entering its event loop, so tests (pytest-qt) and
+the screenshot script drive the very same panel a performer gets.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PyQt6.QtCore import QSettings
+from PyQt6.QtWidgets import QApplication
+
+from bridge.presets import Preset, PresetError
+from bridge.session import SessionOptions
+from gui.controller import ClientFactory, SessionController
+from gui.presetfile import RecentPresets
+from gui.theme import apply_theme
+from gui.window import MainWindow
+
+__all__ = ["run", "create_panel", "default_preset", "settings_at"]
+
+log = logging.getLogger(__name__)
+_DEMO = Path(__file__).resolve().parents[1] / "presets" / "demo.toml"
+
+
+def settings_at(path: str | Path | None) -> QSettings:
+    """The panel's settings (recent presets): an INI file at ``path``, else the user's settings."""
+    if path is None:
+        return QSettings("steerbridge", "panel")
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+def default_preset(recent: RecentPresets) -> Path | None:
+    """The newest recent preset that still exists, else the demo preset of a source checkout."""
+    existing = recent.existing()
+    if existing:
+        return existing[0]
+    return _DEMO if _DEMO.is_file() else None
+
+
+def create_panel(preset: Preset | str | Path, *, options: SessionOptions, settings: QSettings | None = None,
+                 client_factory: ClientFactory | None = None, poll_ms: int = 33) -> MainWindow:
+    """Theme the running QApplication, build the window, start the session on ``preset``.
+
+    Raises :class:`bridge.presets.PresetError` for a preset that does not load.
+    """
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        raise RuntimeError("create a QApplication before create_panel()")
+    apply_theme(app)
+    controller = SessionController(options=options, client_factory=client_factory, poll_ms=poll_ms)
+    recent = RecentPresets(settings if settings is not None else settings_at(None))
+    window = MainWindow(controller, recent)
+    try:
+        controller.open(preset)
+    except BaseException:
+        controller.close()
+        raise
+    if isinstance(preset, (str, Path)):
+        recent.add(Path(preset))
+    elif preset.path is not None:
+        recent.add(preset.path)
+    return window
+
+
+def run(*, preset: str | Path | None, options: SessionOptions, settings_path: str | Path | None = None) -> int:
+    """Open the panel and run Qt's event loop until the window closes; returns an exit code."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("steerbridge")
+    settings = settings_at(settings_path)
+    if preset is None:
+        preset = default_preset(RecentPresets(settings))
+        if preset is None:
+            print("steerbridge: error: no preset given and none used before; pass --preset FILE "
+                  "(see presets/demo.toml in the source tree)", file=sys.stderr)
+            return 2
+    try:
+        window = create_panel(preset, options=options, settings=settings)
+    except PresetError as exc:
+        print(f"steerbridge: error: {exc}", file=sys.stderr)
+        return 2
+    window.show()
+    return int(app.exec())
