@@ -95,6 +95,9 @@ class Session:
         self._progress = PrerenderProgress(enabled=options.progress, on_tick=self._on_prerender_tick)
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
+        self._mixer: threading.Thread | None = None
+        self._mix_wake = threading.Event()
+        self._mix_lock = threading.Lock()
         self._started = False
         self._remove_state_listener: Callable[[], None] | None = None
         self._remove_client_listener: Callable[[], None] | None = None
@@ -115,6 +118,8 @@ class Session:
             self.player = LoopPlayer(rate=self.sink.rate, channels=self.sink.channels,
                                      max_block=max(8192, o.blocksize), slots=slots)
             self.bank = VoiceBank(rate=self.sink.rate, channels=self.sink.channels)
+            self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
+            self._mixer.start()
             self._start_engine(self.preset)
             self._remove_state_listener = self.state.add_listener(self._on_change)
             self.surfaces.start(osc=o.osc, midi=o.midi, presets_dir=self.preset.base_dir,
@@ -172,11 +177,13 @@ class Session:
     def close(self) -> None:
         """Stop audio first (no callback may outlive the player), then everything else. Idempotent."""
         self._stopping.set()
+        self._mix_wake.set()
         if self.sink is not None:
             self.sink.stop()
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout=2)
-            self._housekeeper = None
+        for thread in (self._housekeeper, self._mixer):
+            if thread is not None:
+                thread.join(timeout=2)
+        self._housekeeper = self._mixer = None
         if self._remove_state_listener is not None:
             self._remove_state_listener()
             self._remove_state_listener = None
@@ -249,18 +256,29 @@ class Session:
     # ------------------------------------------------------------------ wiring
     def _on_change(self, change: Change) -> None:
         if change.kind == "knob":
-            self._update_mix()
+            self._mix_wake.set()  # the mixer thread applies the newest state: a knob storm costs one update
         elif change.kind == "playing" and self.player is not None:
             (self.player.play if change.value else self.player.stop)()
+
+    def _mix_loop(self) -> None:
+        while True:
+            self._mix_wake.wait()
+            if self._stopping.is_set():
+                return
+            self._mix_wake.clear()  # cleared before reading the state: a change after this wakes us again
+            self._update_mix()
 
     def _update_mix(self, *, swap: str = "boundary") -> None:
         bank, player = self.bank.latest if self.bank else None, self.player
         if bank is None or player is None:
             return
-        snap = self.state.snapshot()
-        gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas())
-        if gains:
-            player.set_voices(gains, scene=bank.scene, swap="now" if swap == "now" else "boundary")
+        # Under the lock the snapshot is read last, so whichever thread (mixer
+        # or loop delivery) applies gains last applies the newest state.
+        with self._mix_lock:
+            snap = self.state.snapshot()
+            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas())
+            if gains:
+                player.set_voices(gains, scene=bank.scene, swap="now" if swap == "now" else "boundary")
 
     def _on_loop(self, ready: LoopReady) -> None:
         assert self.bank is not None and self.sink is not None

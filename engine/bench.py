@@ -128,6 +128,7 @@ class BenchResult:
     prompt_swap: dict[str, dict[str, float]] = field(default_factory=dict)  # alignment delta of the swap itself
     curves: dict[str, dict[str, list[Curve]]] = field(default_factory=dict)  # "concept/method/variant" -> dir
     sae_stats: dict[int, dict[str, float]] = field(default_factory=dict)
+    saes: dict[int, tp.Any] = field(default_factory=dict)  # layer -> TopKSAE (shared by all concepts)
     vectors: dict[str, ConceptVector] = field(default_factory=dict)  # "concept/method/variant"
     renders: int = 0
     elapsed_s: float = 0.0
@@ -180,6 +181,7 @@ def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] 
                                    batch_size=config.sae_batch, seed=config.seed)
         saes = {l: sae for l, (sae, _) in trained.items()}
         res.sae_stats = {l: asdict(st) for l, (_, st) in trained.items()}
+        res.saes = saes
 
     for c in concepts:
         pos, neg = frames[c.name]
@@ -208,16 +210,16 @@ def _vectors(model: tp.Any, c: Concept, config: BenchConfig, pos: SiteFrames, ne
     sets = _layer_sets(functional, model.num_layers)
     if "caa" in config.methods:
         caa = extract_caa(model, positive=list(pos.prompts), negative=list(neg.prompts), concept=c.name, **gen)
-        out.update({f"caa/{v}": (caa, ls) for v, ls in sets.items()})  # one vector, three layer sets
-    for v, ls in sets.items():
-        if "austeer" in config.methods:
-            vec = austeer_vector(pos, neg, concept=c.name, fingerprint=model.fingerprint, k=config.austeer_k,
-                                 layers=ls)
-            out[f"austeer/{v}"] = (vec, None)
-        if "sae" in config.methods:
-            vec = sae_vector({l: saes[l] for l in ls}, pos, neg, concept=c.name, fingerprint=model.fingerprint,
-                             top=config.sae_top)
-            out[f"sae/{v}"] = (vec, None)
+        for v, ls in sets.items():  # one extraction; each variant keeps only its layers (a file a preset can use)
+            out[f"caa/{v}"] = (caa.with_tensors({l: caa.tensor(l) for l in ls}), None)
+    if "austeer" in config.methods:
+        for v, ls in sets.items():
+            out[f"austeer/{v}"] = (austeer_vector(pos, neg, concept=c.name, fingerprint=model.fingerprint,
+                                                  k=config.austeer_k, layers=ls), None)
+    if "sae" in config.methods:
+        for v, ls in sets.items():
+            out[f"sae/{v}"] = (sae_vector({l: saes[l] for l in ls}, pos, neg, concept=c.name,
+                                          fingerprint=model.fingerprint, top=config.sae_top), None)
     return out
 
 

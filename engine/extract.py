@@ -37,6 +37,8 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
     with model._lock, record_sites(adapter, site=site, layers=layers) as recs:  # noqa: SLF001 - same package
+        if model.handle.attached:
+            model.handle.set(None)  # a resident server's last steering must not leak into the recording
         for prompt in prompts:
             for rec in recs.values():
                 rec.reset()

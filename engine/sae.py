@@ -154,13 +154,13 @@ def sae_vector(saes: dict[int, TopKSAE], pos: SiteFrames, neg: SiteFrames, *, co
 
 
 def save_sae(sae: TopKSAE, path: str | os.PathLike[str], *, layer: int, site: str, fingerprint: str,
-             stats: SAEStats | None = None) -> Path:
+             stats: SAEStats | dict | None = None) -> Path:
     """``W_enc, b_enc, W_dec, b_dec`` + JSON metadata under ``steerbridge_sae``."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise VectorFileError(f"{path}: SAE files are .safetensors")
     meta = {"d": sae.d, "n_features": sae.n_features, "k": sae.k, "layer": layer, "site": site,
-            "fingerprint": fingerprint, "stats": asdict(stats) if stats else None}
+            "fingerprint": fingerprint, "stats": asdict(stats) if isinstance(stats, SAEStats) else stats}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in sae.state_dict().items()}, str(path),
               metadata={"steerbridge_sae": json.dumps(meta, sort_keys=True)})

@@ -92,6 +92,7 @@ def test_knob_move_crossfades_stops_at_once_then_the_exact_render_takes_over(ses
     bank = session.bank.latest
     heard_before = session.player.last_heard()[0]
     session.set_knob("mood", 0.75)  # halfway between stops 1 and 2
+    assert wait_for(lambda: len(session.player.targets()) == 2, 0.5)  # the mixer thread, within ms
     targets = {loop.key: g for loop, g in session.player.targets().items()}
     g1, g2 = equal_power(0.5)
     assert targets == {(1,): pytest.approx(g1), (2,): pytest.approx(g2)}

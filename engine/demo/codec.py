@@ -75,6 +75,7 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
         return torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True,
                           return_complex=True)
 
+    @torch.autocast("cpu", enabled=False)
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, C, N] -> un-normalised log-mel [B, n_bands, N // hop] (channels averaged)."""
         if audio.shape[-1] % self.hop:
@@ -94,6 +95,7 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
         self.band_mean.copy_(mel.mean(dim=(0, 2)))
         self.band_std.copy_(mel.std(dim=(0, 2)).clamp(min=1e-3))
 
+    @torch.autocast("cpu", enabled=False)  # bf16 magnitudes would cost decode quality, not speed
     def decode(self, z: torch.Tensor, **_: tp.Any) -> torch.Tensor:
         z = z.float()
         mel = torch.exp(z * self.band_std[:, None] + self.band_mean[:, None]) - self.floor
@@ -103,9 +105,11 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
         return audio.unsqueeze(1).repeat(1, self.io_channels, 1)
 
     def _griffin_lim(self, mag: torch.Tensor, *, length: int) -> torch.Tensor:
+        # One fixed initial phase shared by every row: a clip decodes the same
+        # whatever its position in the batch.
         gen = torch.Generator().manual_seed(0)
-        phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * math.pi)
-        angles = torch.polar(torch.ones_like(mag), phase)
+        phase = torch.rand(mag.shape[1:], generator=gen).to(mag.device) * (2 * math.pi)
+        angles = torch.polar(torch.ones_like(mag), phase.expand_as(mag))
         prev = torch.zeros_like(angles)
         momentum = 0.99 / (1 + 0.99)
         for _ in range(self.iters):
