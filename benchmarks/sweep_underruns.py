@@ -41,7 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     sweep_s = 60.0 if args.long else args.seconds
     idle_s = min(10.0, sweep_s / 2)
-    session = start_session(args, grid="near")
+    session = start_session(args, grid="full")
     try:
         host, port = session.surfaces.osc.address
         client = SimpleUDPClient(host, port)

@@ -214,9 +214,9 @@ class EngineClient(ABC):
 class InProcessClient(EngineClient):
     """The engine on a thread of this process (tests, tools): same interface, no isolation."""
 
-    def __init__(self, source: str = "tiny", *, device: str = "cpu") -> None:
+    def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch") -> None:
         super().__init__()
-        self._source, self._device = source, device
+        self._source, self._device, self._backend = source, device, backend
         self._jobs: queue.Queue[Ticket | None] = queue.Queue()
         self._cancelled: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -224,7 +224,7 @@ class InProcessClient(EngineClient):
     def start(self, *, timeout: float = 300.0) -> ModelInfo:
         from bridge.worker import JobRunner
 
-        self._runner = JobRunner(self._source, device=self._device)
+        self._runner = JobRunner(self._source, device=self._device, backend=self._backend)
         self.info = self._runner.info
         self._thread = threading.Thread(target=self._loop, name="steerbridge-engine", daemon=True)
         self._thread.start()
@@ -261,9 +261,11 @@ class WorkerClient(EngineClient):
     instead of being re-queued again (a poison job must not loop forever).
     """
 
-    def __init__(self, source: str = "tiny", *, device: str = "cpu", max_attempts: int = 2) -> None:
+    def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch",
+                 max_attempts: int = 2) -> None:
         super().__init__()
         self._source, self._device, self._max_attempts = source, device, max_attempts
+        self._backend = backend
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._requests: Any = None
@@ -306,7 +308,8 @@ class WorkerClient(EngineClient):
         # queue can leave it corrupted (multiprocessing docs, "Pipes and Queues").
         self._requests, self._events = self._ctx.Queue(), self._ctx.Queue()
         self._process = self._ctx.Process(target=worker_main, name="steerbridge-engine", daemon=True,
-                                          args=(self._source, self._device, self._requests, self._events))
+                                          args=(self._source, self._device, self._requests, self._events,
+                                                self._backend))
         self._process.start()
         try:
             first = self._events.get(timeout=timeout)

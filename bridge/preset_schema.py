@@ -29,7 +29,7 @@ MIDI_MODES = ("7bit", "14bit", "nrpn")
 BUILTIN_SOURCES = ("tiny", "demo")
 KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
 
-_MODEL_KEYS = ("source", "device", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step", "alpha_units")
+_MODEL_KEYS = ("source", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step", "alpha_units")
 _SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
               "midi", "osc", "orthogonalize_against", "one_to_all")
@@ -155,6 +155,8 @@ def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]
     return {
         "source": source,
         "device": c.get(t, w, "device", "str", "cpu", check=bool, expected="a torch device such as 'cpu'"),
+        "backend": c.get(t, w, "backend", "str", "torch", check=lambda v: v in ("torch", "onnx"),
+                         expected="'torch' or 'onnx' (onnxruntime; run `steerbridge export-onnx` first)"),
         "steps": c.get(t, w, "steps", "int", 8, check=lambda v: 1 <= v <= 1000, expected="an integer 1..1000"),
         "cfg_scale": c.get(t, w, "cfg_scale", "float", 6.0, check=lambda v: v >= 0, expected="a number >= 0"),
         "sampler": c.get(t, w, "sampler", "str", None, check=bool, expected="a sampler name"),

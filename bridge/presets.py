@@ -42,6 +42,7 @@ _K = 4.0  # steepness of the exp/log curves (2**4 = 16:1 slope ratio)
 class ModelSettings:
     source: str  # "tiny", "demo" or a folder (relative to the preset as written)
     device: str = "cpu"
+    backend: str = "torch"  # "torch" | "onnx" (onnxruntime; needs `steerbridge export-onnx`)
     steps: int = 8
     cfg_scale: float = 6.0
     sampler: str | None = None  # None: the model family's default

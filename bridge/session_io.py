@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from bridge.osc import OscServer
     from bridge.session import Session
 
-__all__ = ["SessionEvent", "SessionStatus", "ControlSurfaces", "PrerenderProgress", "parse_host_port"]
+__all__ = ["SessionEvent", "SessionStatus", "ControlSurfaces", "PrerenderProgress", "parse_host_port",
+           "lower_priority"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,20 @@ def parse_host_port(text: str, *, default_host: str = "127.0.0.1") -> tuple[str,
     if not 0 <= number < 65536:
         raise ValueError(f"OSC address {text!r}: expected HOST:PORT with a port 0..65535, e.g. 127.0.0.1:9000")
     return host or default_host, number
+
+
+def lower_priority(pid: int, nice: int) -> None:
+    """Renice every thread of process ``pid`` (Linux nice is per thread; threads made
+    later inherit it). Best effort: elsewhere, or without permission, nothing happens."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError as exc:
+            log.debug("could not renice thread %d of pid %d: %s", tid, pid, exc)
 
 
 class ControlSurfaces:

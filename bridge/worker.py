@@ -36,11 +36,11 @@ Emit = Callable[[Event], None]
 class JobRunner:
     """Runs jobs on one model. Not thread-safe: one job at a time (as the model)."""
 
-    def __init__(self, source: str, *, device: str = "cpu") -> None:
+    def __init__(self, source: str, *, device: str = "cpu", backend: str = "torch") -> None:
         import engine
 
         self._engine = engine
-        self.model = engine.load_model(source, device=device)
+        self.model = engine.load_model(source, device=device, backend=backend)
         self._vectors: dict[tuple[str, int], Any] = {}
         m = self.model
         self.info = ModelInfo(source=str(m.source), fingerprint=m.fingerprint, sample_rate=m.sample_rate,
@@ -109,10 +109,10 @@ class JobRunner:
         return self._vectors[ident]
 
 
-def worker_main(source: str, device: str, requests: Any, events: Any) -> None:
+def worker_main(source: str, device: str, requests: Any, events: Any, backend: str = "torch") -> None:
     """Entry point of the spawned engine process (must stay a module-level function)."""
     try:
-        runner = JobRunner(source, device=device)
+        runner = JobRunner(source, device=device, backend=backend)
     except Exception as exc:
         events.put(WorkerEvent("failed", f"{type(exc).__name__}: {exc}"))
         return

@@ -12,6 +12,7 @@ Stable Audio Open 1.0 / Small, the demo model and the tiny test model.
 
 from __future__ import annotations
 
+import itertools
 import math
 import typing as tp
 from collections.abc import Callable, Iterator
@@ -46,7 +47,8 @@ class ModelAdapter(tp.Protocol):
     def parameters(self) -> Iterator[nn.Parameter]: ...
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None) -> dict[str, tp.Any]: ...
     def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None, on_step: Callable[[int, int], None] | None) -> torch.Tensor: ...
+               sampler: str | None, on_step: Callable[[int, int], None] | None,
+               denoiser: Callable[..., torch.Tensor] | None = None) -> torch.Tensor: ...
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor: ...
 
 
@@ -129,7 +131,9 @@ class StableAudioAdapter:
         return bool(lo <= float(sigma[0]) <= hi)
 
     def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
+               denoiser: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """Sample latents. ``denoiser`` stands in for the DiTWrapper (same call), e.g. the ONNX backend."""
         choices = SAMPLERS.get(self.objective, ())
         sampler = sampler or self.options.get("sampler") or (choices[0] if choices else None)
         if sampler not in choices:
@@ -137,7 +141,7 @@ class StableAudioAdapter:
         if self.objective == "v" and steps < 2:
             # k-diffusion's multistep solvers fail on a single step (their last step is sigma=0).
             raise EngineError(f"sampler '{sampler}' needs at least 2 steps, got {steps}")
-        dit_wrapper = self.model.model
+        dit_wrapper = denoiser if denoiser is not None else self.model.model
         gate = self.gate
 
         def model_fn(x: torch.Tensor, t: torch.Tensor, **kw: tp.Any) -> torch.Tensor:
@@ -170,6 +174,10 @@ class StableAudioAdapter:
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor:
         with torch.inference_mode():
             pre = self.model.pretransform
-            audio = latents if pre is None else pre.decode(latents.to(next(pre.parameters()).dtype))
+            audio = latents
+            if pre is not None:
+                # A fixed transform (the demo's mel codec) has buffers but no parameters.
+                ref = next(itertools.chain(pre.parameters(), pre.buffers()), latents)
+                audio = pre.decode(latents.to(ref.dtype))
         return audio[0, :, : math.ceil(seconds * self.sample_rate)].float()
 

@@ -59,7 +59,8 @@ class Render:
 class SteerableModel:
     """A resident model that renders loops with optional steering."""
 
-    def __init__(self, loaded: LoadedModel, *, device: str = "cpu") -> None:
+    def __init__(self, loaded: LoadedModel, *, device: str = "cpu", backend: str = "torch",
+                 onnx_dir: str | os.PathLike[str] | None = None) -> None:
         self.model = loaded.model.to(device)
         self.config = loaded.config
         self.source = loaded.source
@@ -68,6 +69,9 @@ class SteerableModel:
         self.adapter = StableAudioAdapter(self.model, self.config)
         self.handle = SteeringHandle(self.adapter)
         self._lock = threading.Lock()  # one render at a time: steering buffers are shared
+        self.backend = "torch"
+        self._denoiser: tp.Any = None  # the DiTWrapper's stand-in for adapter.sample (None: torch)
+        self.use_backend(backend, onnx_dir=onnx_dir)
 
     sample_rate = property(lambda self: self.adapter.sample_rate)
     channels = property(lambda self: self.adapter.channels)
@@ -76,6 +80,24 @@ class SteerableModel:
 
     def site_dim(self, site: str) -> int:
         return self.adapter.site_dim(site)
+
+    def use_backend(self, backend: str, *, onnx_dir: str | os.PathLike[str] | None = None) -> None:
+        """Run the denoiser in ``"torch"`` or ``"onnx"`` (onnxruntime, from an export in ``onnx_dir``).
+
+        ``onnx_dir`` defaults to this model's export folder (engine/onnx_export.py);
+        an export made for another fingerprint is refused.
+        """
+        if backend not in ("torch", "onnx"):
+            raise EngineError(f"backend '{backend}' is not one of ('torch', 'onnx')")
+        denoiser = None
+        if backend == "onnx":
+            from engine.onnx_backend import OnnxDenoiser  # onnxruntime loads only when asked for
+            from engine.onnx_export import default_export_dir
+
+            folder = onnx_dir if onnx_dir is not None else default_export_dir(self.source)
+            denoiser = OnnxDenoiser(self.adapter, self.handle, folder, fingerprint=self.fingerprint)
+        with self._lock:
+            self.backend, self._denoiser = backend, denoiser
 
     def detach_steering(self) -> None:
         with self._lock:
@@ -101,7 +123,8 @@ class SteerableModel:
             cond = self.adapter.encode(request.prompt, seconds=request.seconds,
                                        negative_prompt=request.negative_prompt)
             latents = self.adapter.sample(cond, seed=request.seed, seconds=request.seconds, steps=request.steps,
-                                          cfg_scale=request.cfg_scale, sampler=request.sampler, on_step=on_step)
+                                          cfg_scale=request.cfg_scale, sampler=request.sampler, on_step=on_step,
+                                          denoiser=self._denoiser)
             audio = self.adapter.decode(latents, seconds=request.seconds)
             out = np.ascontiguousarray(audio.cpu().numpy(), dtype=np.float32)
             if not np.isfinite(out).all():
@@ -109,8 +132,9 @@ class SteerableModel:
             return Render(out, self.sample_rate, time.perf_counter() - t0)
 
 
-def load_model(source: str | os.PathLike[str], *, device: str = "cpu") -> SteerableModel:
-    """Load ``"tiny"``, ``"demo"`` or a model folder (see engine/source.py)."""
-    return SteerableModel(load_source(source), device=device)
+def load_model(source: str | os.PathLike[str], *, device: str = "cpu", backend: str = "torch",
+               onnx_dir: str | os.PathLike[str] | None = None) -> SteerableModel:
+    """Load ``"tiny"``, ``"demo"`` or a model folder (see engine/source.py); ``backend``: torch | onnx."""
+    return SteerableModel(load_source(source), device=device, backend=backend, onnx_dir=onnx_dir)
 
 

@@ -131,7 +131,7 @@ def test_export_loads_strictly_and_fits_the_size_budget(model: torch.nn.Module, 
 
     state = load_file(str(tmp_path / "model.safetensors"))
     assert state["pretransform.band_std"].dtype == torch.float32  # statistics stay exact
-    fresh = build_model()
-    fresh.load_state_dict(state, strict=True)
+    loaded = load_model_folder(tmp_path)
     w = "model.model.transformer.project_in.weight"
-    assert torch.equal(fresh.state_dict()[w], model.state_dict()[w].half().float())
+    assert torch.equal(loaded.state_dict()[w], model.state_dict()[w].half().float())
+    assert not any(p.requires_grad for p in loaded.parameters())

@@ -6,6 +6,10 @@ model and pre-renders: seconds on these machines); the tests run in file order.
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -139,6 +143,33 @@ def test_stop_and_play_reach_the_player_and_underruns_stay_zero(session):
     assert session.player.playing
     status = session.status()
     assert status.underruns == 0 and status.blocks > 0 and status.engine_alive
+
+
+def test_serve_cli_runs_headless_and_stops_cleanly_on_ctrl_c(session):
+    cmd = [sys.executable, "-m", "bridge", "serve", "--preset", str(session.test_folder / "preset.toml"),
+           "--output", "null", "--osc", "127.0.0.1:0", "--no-midi", "--grid", "none", "--in-process", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["event"] == "ready" and ready["output"].startswith("null @ 48000 Hz")
+        assert ready["knobs"] == {"mood": 0.0} and ready["osc"].startswith("127.0.0.1:")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    stopped = json.loads(out.splitlines()[-1])
+    assert stopped["event"] == "stopped" and stopped["blocks"] > 0 and stopped["underruns"] == 0
+    assert "Traceback" not in err
+
+
+def test_serve_cli_names_a_bad_preset_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nsource = "tiny"\nstepz = 3\n[scene]\nprompt = "x"\n')
+    done = subprocess.run([sys.executable, "-m", "bridge", "serve", "--preset", str(bad), "--output", "null"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "stepz" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_close_stops_every_thread_it_started(tmp_path, session):

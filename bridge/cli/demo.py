@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     ns = argparse.Namespace(
         preset=args.preset, model=None, prompt=None, negative_prompt=None, seed=None, seconds=None, steps=None,
-        cfg_scale=None, sampler=None, steer=[], layers=None, cfg_mode=None, start_step=None, alpha_units=None,
+        cfg_scale=None, sampler=None, backend=None, steer=[], layers=None, cfg_mode=None, start_step=None, alpha_units=None,
         knob=[], sweep=f"{knob}=0:1:{args.stops}", out=args.out, quiet=False, json=args.json)
     code = render.run(ns)
     if code == 0 and not args.json:

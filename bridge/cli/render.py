@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--cfg-scale", type=float)
     p.add_argument("--sampler", help="sampler name (default: the model family's)")
+    p.add_argument("--backend", choices=("torch", "onnx"),
+                   help="denoiser backend (default: the preset's, else torch); onnx needs `steerbridge export-onnx`")
     p.add_argument("--steer", action="append", default=[], metavar="FILE=ALPHA",
                    help="add a vector file with strength ALPHA (repeatable)")
     p.add_argument("--layers", help="comma-separated layers for every --steer vector (default: all it has)")
@@ -118,14 +120,15 @@ def _plan(args: argparse.Namespace):
                                    ("cfg_mode", args.cfg_mode), ("start_step", args.start_step),
                                    ("alpha_units", args.alpha_units)) if v is not None}
     runs = [(label, knob, value, alpha, replace(job, **overrides)) for label, knob, value, alpha, job in runs]
-    return source, runs
+    backend = args.backend or (preset.model.backend if args.preset is not None else "torch")
+    return source, backend, runs
 
 
 def run(args: argparse.Namespace) -> int:
     from bridge.cli.common import ProgressBar, emit_json, fail
 
     try:
-        source, runs = _plan(args)
+        source, backend, runs = _plan(args)
     except (ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     from bridge.audiofile import slug, write_wav
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        runner = JobRunner(source)
+        runner = JobRunner(source, backend=backend)
     except EngineError as exc:
         return fail(str(exc))
     total = sum(job.steps for *_, job in runs)

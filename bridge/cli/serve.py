@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from bridge.client import EngineJobError
     from bridge.presets import PresetError
     from bridge.session import Session, SessionOptions
+    from bridge.sinks import SinkUnavailable
 
     if not 0 < args.blocksize <= 8192:
         return fail(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         threading.Event().wait()  # the work happens on other threads until Ctrl-C
     except KeyboardInterrupt:
         print("steerbridge: stopping ...", file=sys.stderr)
-    except ValueError as exc:  # bad option values found while starting; the message has the fix
+    except (ValueError, SinkUnavailable) as exc:  # bad options or output found while starting; says the fix
         code = fail(str(exc))
     except EngineJobError as exc:  # the model would not load
         code = fail(str(exc), code=1)
