@@ -290,6 +290,8 @@ class WorkerClient(EngineClient):
         self.cancel_all()
         if self._monitor is not None:
             self._monitor.join(timeout=10)
+        if self._process is not None and self._process.pid is None:
+            self._process = None  # never started (spawn failed): nothing to join
         if self._process is not None:
             try:
                 self._requests.put(("stop",))

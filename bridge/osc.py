@@ -23,14 +23,24 @@ OSC wildcards work through python-osc's dispatcher matching:
 Threads: the server thread runs the handlers; they are thin (parse, clamp, set
 state) and never block. A feedback thread does all sending, so a slow or
 vanished subscriber never stalls message handling.
+
+Exposure: the server listens on loopback unless ``allow_remote=True`` *and*
+``allowed_senders`` (addresses or networks) are given; packets from other
+senders are dropped unanswered. Every datagram passes
+:func:`bridge.osc_guard.check_packet` before python-osc parses it, and every
+refusal is logged once per kind (then one summary per 10 s per kind).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import socket
+import sys
 import threading
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,10 +48,11 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from bridge.osc_feedback import OscFeedback, RateLimitedLog
+from bridge.osc_guard import BadPacket, PacketLimits, check_packet
 from bridge.presets import Preset, PresetError, load_preset
 from bridge.state import Change, ControlState
 
-__all__ = ["OscServer", "OscFeedback", "DEFAULT_PORT", "RCVBUF_BYTES"]
+__all__ = ["OscServer", "OscFeedback", "DEFAULT_PORT", "RCVBUF_BYTES", "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 9000
@@ -50,13 +61,41 @@ RCVBUF_BYTES = 4 * 1024 * 1024  # measured: the default buffer lost 15-19 % of a
 Address = tuple[str, int]
 
 
-class _Server(BlockingOSCUDPServer):
-    """A blocking (in-order) OSC server with a large receive buffer and a swappable dispatcher."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    def __init__(self, address: Address, dispatcher: Dispatcher, *, rcvbuf: int) -> None:
-        self._rcvbuf = rcvbuf
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (an address, or a name such as 'localhost') resolves only to loopback addresses."""
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+class _Server(BlockingOSCUDPServer):
+    """A blocking (in-order) OSC server with a large receive buffer and a swappable dispatcher.
+
+    ``gate(data, sender)`` decides, before python-osc sees a datagram, whether it is handled.
+    """
+
+    # The whole datagram, not socketserver's 8 KB: a longer one would arrive cut
+    # off and could parse as something else; osc_guard refuses it by size instead.
+    max_packet_size = 65536
+
+    def __init__(self, address: Address, dispatcher: Dispatcher, *, rcvbuf: int,
+                 gate: Callable[[bytes, Address], bool], on_error: Callable[[Address], None]) -> None:
+        self._rcvbuf, self._gate, self._on_error = rcvbuf, gate, on_error
         self.current = dispatcher
         super().__init__(address, dispatcher)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # NB: socketserver calls this outside its try/except: an exception here
+        # would end serve_forever, so the gate must (and does) catch everything.
+        return self._gate(request[0], client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self._on_error(client_address)  # instead of a traceback on stderr per packet
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -84,17 +123,37 @@ class OscServer:
     ``port=0`` picks a free port (see :attr:`address`). ``presets_dir``
     confines ``/steer/preset``; ``on_preset`` is called with the loaded preset
     (default: ``state.load_preset``) so the session can also reload the model.
+
+    ``host`` must be a loopback address unless ``allow_remote``; then
+    ``allowed_senders`` (IP addresses or networks such as ``192.168.1.0/24``)
+    must name who may send. Without an allowlist only loopback senders are
+    served. :attr:`refused` counts dropped datagrams by kind.
     """
 
     def __init__(self, state: ControlState, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  prefix: str = "/steer", presets_dir: str | Path | None = None,
-                 on_preset: Callable[[Preset], None] | None = None, rcvbuf_bytes: int = RCVBUF_BYTES) -> None:
-        self.state, self.prefix = state, prefix.rstrip("/")
+                 on_preset: Callable[[Preset], None] | None = None, rcvbuf_bytes: int = RCVBUF_BYTES,
+                 allow_remote: bool = False, allowed_senders: Iterable[str] = (),
+                 limits: PacketLimits = PacketLimits(), log_every_s: float = 10.0) -> None:
+        self._allowed = _networks(allowed_senders)
+        if not is_loopback_host(host):
+            if not allow_remote:
+                raise ValueError(f"OSC would listen on {host!r}, which other machines can reach; listen on "
+                                 "127.0.0.1, or allow it explicitly (allow_remote / --osc-allow-remote) "
+                                 "together with the senders to accept (--osc-allow ADDRESS[/NET])")
+            if not self._allowed:
+                raise ValueError(f"OSC on {host!r} needs a list of allowed sender addresses "
+                                 "(--osc-allow 192.168.1.20 or --osc-allow 192.168.1.0/24)")
+        self.state, self.prefix, self.limits = state, prefix.rstrip("/"), limits
         self.presets_dir = Path(presets_dir).resolve() if presets_dir is not None else None
         self._on_preset = on_preset or (lambda preset: state.load_preset(preset, source="osc"))
         self.feedback = OscFeedback(prefix=self.prefix)
-        self._log = RateLimitedLog(log)
-        self._server = _Server((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes)
+        self._log = RateLimitedLog(log, every_s=log_every_s)
+        self.refused: Counter[str] = Counter()  # datagrams dropped before dispatch, by kind
+        self.accepted = 0  # datagrams that passed the gate (NB: only the server thread writes it)
+        self._sender_ok: dict[str, bool] = {}
+        self._server = _Server((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
+                               gate=self._gate, on_error=self._handler_failed)
         self._thread: threading.Thread | None = None
         self._remove_listener = state.add_listener(self._on_change)
 
@@ -132,7 +191,43 @@ class OscServer:
 
     def notify_error(self, kind: str, message: str, *, to: Address | None = None) -> None:
         self._log.warning(kind, "OSC %s: %s", kind, message)
-        self.feedback.send("/error", kind, message, also_to=to)
+        # Keyed by kind and sender: a controller stuck sending bad data gets the
+        # newest error, not a backlog that grows as fast as it sends.
+        self.feedback.send("/error", kind, message, also_to=to, key=("/error", kind, to))
+
+    # -- the gate before python-osc ----------------------------------------
+    def _gate(self, data: bytes, sender: Address) -> bool:
+        try:
+            if not self._allowed_sender(sender[0]):
+                self.refused["sender_refused"] += 1
+                self._log.warning("sender_refused", "OSC packet from %s dropped: not an allowed sender "
+                                  "(add it with --osc-allow)", sender[0])
+                return False  # no reply: strangers learn nothing, and cannot use us to reflect traffic
+            check_packet(data, self.limits)
+            self.accepted += 1
+            return True
+        except BadPacket as exc:
+            self.refused[exc.kind] += 1
+            self.notify_error(exc.kind, f"malformed OSC packet from {sender[0]}:{sender[1]}: {exc}", to=sender)
+        except Exception as exc:  # noqa: BLE001 - see _Server.verify_request
+            self.refused["internal_error"] += 1
+            self._log.warning("internal_error", "OSC packet check failed: %s: %s", type(exc).__name__, exc)
+        return False
+
+    def _allowed_sender(self, ip: str) -> bool:
+        ok = self._sender_ok.get(ip)
+        if ok is None:
+            addr = ipaddress.ip_address(ip)
+            ok = any(addr in net for net in self._allowed) if self._allowed else addr.is_loopback
+            if len(self._sender_ok) < 4096:  # bounded: spoofed sources must not grow it forever
+                self._sender_ok[ip] = ok
+        return ok
+
+    def _handler_failed(self, sender: Address) -> None:
+        exc = sys.exc_info()[1]
+        self.refused["internal_error"] += 1
+        self._log.warning("internal_error", "OSC message from %s failed in its handler: %s: %s",
+                          sender, type(exc).__name__, exc)
 
     # -- dispatcher ------------------------------------------------------
     def _build_dispatcher(self) -> Dispatcher:
@@ -278,3 +373,13 @@ class OscServer:
             value = int(value) if isinstance(value, bool) else ("" if value is None else value)
             self.feedback.send(f"/state/{change.kind}", value)
 
+
+def _networks(senders: Iterable[str]) -> tuple[Network, ...]:
+    nets = []
+    for text in senders:
+        try:
+            nets.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"allowed OSC sender {text!r} is not an IP address or network; "
+                             "write e.g. 192.168.1.20 or 192.168.1.0/24") from None
+    return tuple(nets)

@@ -23,8 +23,8 @@ Address = tuple[str, int]
 
 
 class OscFeedback:
-    def __init__(self, *, prefix: str = "/steer") -> None:
-        self.prefix = prefix
+    def __init__(self, *, prefix: str = "/steer", max_pending: int = 4096) -> None:
+        self.prefix, self.max_pending = prefix, max_pending
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._subscribers: set[Address] = set()
         self._cond = threading.Condition()
@@ -35,6 +35,7 @@ class OscFeedback:
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.send_errors = 0
+        self.dropped = 0  # oldest messages dropped because max_pending were waiting
 
     @property
     def subscribers(self) -> frozenset[Address]:
@@ -50,11 +51,14 @@ class OscFeedback:
             self._subscribers.discard(target)
 
     def send(self, address: str, *args: Any, coalesce: bool = False, also_to: Address | None = None,
-             only_to: Address | None = None) -> None:
+             only_to: Address | None = None, key: object = None) -> None:
         """Queue ``prefix + address`` with ``args`` for the subscribers.
 
         ``also_to``: a non-subscriber that gets it too (the sender of a bad
-        message); ``only_to``: send to that address alone.
+        message); ``only_to``: send to that address alone. ``key``: coalesce
+        with a waiting message of the same key (only the newest is sent).
+        At most ``max_pending`` messages wait: beyond that the oldest go, so a
+        flood can never grow this queue without bound.
         """
         full = self.prefix + address
         with self._cond:
@@ -64,13 +68,17 @@ class OscFeedback:
                 targets = tuple(self._subscribers | {also_to})
             else:
                 targets = None  # the subscribers at sending time
-            if coalesce and targets is None:
-                key: object = full
+            if key is None and coalesce and targets is None:
+                key = full
+            if key is not None:
                 self._pending.pop(key, None)  # re-queued at the end: the newest value, in order
             else:
                 self._seq += 1
                 key = self._seq
             self._pending[key] = (full, args, targets)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+                self.dropped += 1
             self._cond.notify()
 
     def start(self) -> None:
@@ -130,5 +138,5 @@ class RateLimitedLog:
             self._last[kind] = now
             skipped = self._suppressed.pop(kind, 0)
         suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
-        self._logger.warning(message + suffix, *args)
+        self._logger.warning(message + suffix, *args, extra={"osc_kind": kind})  # tests count records per kind
         return True

@@ -27,8 +27,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -273,15 +273,19 @@ class Session:
             if self._stopping.is_set():
                 return
             self._mix_wake.clear()  # cleared before reading the state: a change after this wakes us again
-            self._update_mix()
+            try:
+                self._update_mix()
+            except ValueError as exc:  # e.g. a preset with more knobs than the player has slots
+                self._error("mix", str(exc))
 
     def _update_mix(self, *, swap: str = "boundary") -> None:
-        bank, player = self.bank.latest if self.bank else None, self.player
-        if bank is None or player is None:
-            return
-        # Under the lock the snapshot is read last, so whichever thread (mixer
-        # or loop delivery) applies gains last applies the newest state.
+        # Bank and snapshot are read under the lock, so whichever thread (mixer
+        # or loop delivery) applies gains last applies the newest scene and
+        # state; an older scene applied late would start that scene again.
         with self._mix_lock:
+            bank, player = self.bank.latest if self.bank else None, self.player
+            if bank is None or player is None:
+                return
             snap = self.state.snapshot()
             gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas())
             if gains:

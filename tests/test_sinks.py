@@ -115,8 +115,8 @@ def test_real_jack_stream_plays_the_mix_and_follows_the_knob(jack_server):
         mic.stop()
         mic.close()
     assert heard_seq == seq and heard_block in (blocks, blocks + 1)  # the next block used the new gain
-    assert heard_t - t_set < 0.05
-    assert 190 <= player.blocks <= 270  # ~1.2 s of 256-frame blocks at 48 kHz, driven by JACK
+    assert heard_t - t_set < 0.2  # a block is 5.3 ms; slack for a loaded CI machine
+    assert 150 <= player.blocks <= 300  # ~1.2 s of 256-frame blocks at 48 kHz (225), driven by JACK
     assert player.stats().underruns == 0
     got = rec[:filled[0], 0]
     loud = np.flatnonzero(np.abs(got) > 0.45)
