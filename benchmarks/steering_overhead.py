@@ -76,18 +76,54 @@ def measure(name: str, cfg: dict, *, repeats: int, steps: int, seconds: float) -
     return wall, cpu
 
 
+def measure_forward(name: str, cfg: dict, *, repeats: int, seconds: float) -> tuple[float, float]:
+    """Only the DiT forward at batch 2 (CFG), the part steering touches: less noise than a render."""
+    model = SteerableModel(build_random(copy.deepcopy(cfg), seed=0, name=name))
+    adapter = model.adapter
+    d = model.site_dim("cross_attn")
+    g = torch.Generator().manual_seed(1)
+    layers = (model.num_layers // 2 - 1, model.num_layers // 2)
+    vec = ConceptVector({l: torch.randn(d, generator=g) * 0.01 for l in layers},
+                        VectorMeta(concept="bench", site="cross_attn", method="random", fingerprint=model.fingerprint))
+    cond = adapter.encode("bench loop", seconds=seconds)
+    x = torch.randn(1, model.model.io_channels, adapter.latent_length(seconds), generator=g)
+    t = torch.tensor([0.5])
+
+    def forward() -> None:
+        adapter.gate.before_forward(rows=2, cfg_active=True)
+        with torch.inference_mode():
+            adapter.model.model(x, t, cfg_scale=6.0, batch_cfg=True, **cond)
+
+    forward()
+    plain, steered = [], []
+    for _ in range(repeats):
+        plain.append(_timed(forward))
+        model.handle.attach()
+        model.handle.set(Steering((SteeringTerm(vec, 1.0),)))
+        steered.append(_timed(forward))
+        model.handle.detach()
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    print(f"{name} forward: unsteered median {med(plain, 0) * 1e3:.1f} ms wall / {med(plain, 1) * 1e3:.1f} ms cpu, "
+          f"steered {med(steered, 0) * 1e3:.1f} ms wall / {med(steered, 1) * 1e3:.1f} ms cpu over {repeats} pairs")
+    return med(steered, 0) / med(plain, 0), med(steered, 1) / med(plain, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--skip-large", action="store_true", help="only the tiny model")
+    ap.add_argument("--forwards", type=int, default=20, help="DiT forward pairs at SAO Small dims (0: skip)")
     args = ap.parse_args()
     ratios = {"tiny": measure("tiny", json.loads(TINY_CONFIG.read_text()), repeats=args.repeats * 4,
                               steps=args.steps, seconds=args.seconds)}
     if not args.skip_large:
         ratios["sao_small_dims"] = measure("sao-small-dims", sao_small_config(), repeats=args.repeats,
                                            steps=args.steps, seconds=args.seconds)
+    if args.forwards and not args.skip_large:
+        ratios["sao_small_dims_forward"] = measure_forward("sao-small-dims", sao_small_config(),
+                                                           repeats=args.forwards, seconds=args.seconds)
     for name, (wall, cpu) in ratios.items():
         print(f"steering_overhead_wall_ratio_{name}: {wall:.4f}")
         print(f"steering_overhead_cpu_ratio_{name}: {cpu:.4f}")

@@ -9,6 +9,7 @@ together in one :class:`PresetError`.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -110,7 +111,10 @@ def _convert(value: Any, kind: str | tuple[str, ...]) -> tuple[bool, Any]:
 
 
 def _finite(value: float) -> bool:
-    return value == value and value not in (float("inf"), float("-inf"))
+    try:  # float() of a TOML integer beyond 1.8e308 raises OverflowError: not a usable number either
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _describe(kind: str | tuple[str, ...]) -> str:

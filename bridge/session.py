@@ -146,7 +146,7 @@ class Session:
             kind = InProcessClient if self.options.engine == "inprocess" else WorkerClient
             if self.options.engine not in ("worker", "inprocess"):
                 raise ValueError(f"engine={self.options.engine!r}; use 'worker' or 'inprocess'")
-            self.client = kind(preset.model_source(), device=preset.model.device)
+            self.client = kind(preset.model_source(), device=preset.model.device, backend=preset.model.backend)
             self._emit(SessionEvent("status", f"loading model {preset.model_source()!r} ..."))
             self.client.start()
             pid = getattr(self.client, "pid", None)
@@ -230,8 +230,8 @@ class Session:
     def load_preset(self, preset: Preset | str | os.PathLike[str]) -> None:
         """Switch preset; a different model source restarts the engine (blocking while it loads)."""
         new = preset if isinstance(preset, Preset) else load_preset(preset)
-        engine_changed = (new.model_source(), new.model.device) != (self.preset.model_source(),
-                                                                    self.preset.model.device)
+        engine_changed = ((new.model_source(), new.model.device, new.model.backend)
+                          != (self.preset.model_source(), self.preset.model.device, self.preset.model.backend))
         if engine_changed and self._given_client is not None:
             raise ValueError(f"preset {new.path} needs model {new.model_source()!r}, but this session was given "
                              "an engine client for another model; start a new session for it")

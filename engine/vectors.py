@@ -151,6 +151,31 @@ def save_vector(vector: ConceptVector, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+_REDO = "re-extract it with `steerbridge extract` (the file is damaged or was not written by steerbridge)"
+
+
+def _parse_meta(raw: str, path: Path) -> VectorMeta:
+    try:
+        d = json.loads(raw)
+        if not isinstance(d, dict):
+            raise TypeError(f"expected a JSON object, got {type(d).__name__}")
+        version = d.pop("format_version")
+        d.pop("layers", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise TypeError(f"format_version {version!r} is not an integer")
+        if version > FORMAT_VERSION:
+            raise VectorFileError(f"{path}: format version {version} is newer than this steerbridge "
+                                  f"({FORMAT_VERSION}); upgrade steerbridge")
+        d["site_norms"] = {int(k): float(v) for k, v in dict(d.get("site_norms", {})).items()}
+        d["positive"], d["negative"] = tuple(d.get("positive", ())), tuple(d.get("negative", ()))
+        return VectorMeta(**d)
+    except VectorFileError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise VectorFileError(f"{path}: malformed 'steerbridge' metadata ({type(exc).__name__}: {exc}); "
+                              f"{_REDO}") from exc
+
+
 def load_vector(path: str | os.PathLike[str], *, model: tp.Any = None, fingerprint: str | None = None,
                 site: str | None = None) -> ConceptVector:
     """Read a vector file; refuse one made for another model (``model`` or ``fingerprint``) or site."""
@@ -167,28 +192,18 @@ def load_vector(path: str | os.PathLike[str], *, model: tp.Any = None, fingerpri
         raise VectorFileError(f"{path}: not a readable safetensors file ({exc})") from exc
     if raw_meta is None:
         raise VectorFileError(f"{path}: no 'steerbridge' metadata; was it written by `steerbridge extract`?")
-    try:
-        d = json.loads(raw_meta)
-        version = d.pop("format_version")
-        d.pop("layers", None)
-        if version > FORMAT_VERSION:
-            raise VectorFileError(f"{path}: format version {version} is newer than this steerbridge "
-                                  f"({FORMAT_VERSION}); upgrade steerbridge")
-        d["site_norms"] = {int(k): float(v) for k, v in d.get("site_norms", {}).items()}
-        d["positive"], d["negative"] = tuple(d.get("positive", ())), tuple(d.get("negative", ()))
-        meta = VectorMeta(**d)
-    except VectorFileError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise VectorFileError(f"{path}: malformed 'steerbridge' metadata ({exc})") from exc
+    meta = _parse_meta(raw_meta, path)
     by_layer: dict[int, torch.Tensor] = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
-            raise VectorFileError(f"{path}: unexpected tensor '{key}' (expected layer.<i>)")
-        if not torch.isfinite(t).all():
-            raise VectorFileError(f"{path}: tensor '{key}' holds NaN or inf values")
+            raise VectorFileError(f"{path}: unexpected tensor '{key}' (expected layer.<i>); {_REDO}")
+        if t.is_complex() or not torch.isfinite(t).all():
+            raise VectorFileError(f"{path}: tensor '{key}' holds NaN, inf or complex values; {_REDO}")
         by_layer[int(key[6:])] = t.to(torch.float32)
-    vec = ConceptVector(by_layer, meta)
+    try:
+        vec = ConceptVector(by_layer, meta)
+    except VectorFileError as exc:  # the value checks do not know the file: name it here
+        raise VectorFileError(f"{path}: {exc}; {_REDO}") from None
     want_fp = fingerprint if fingerprint is not None else getattr(model, "fingerprint", None)
     if want_fp is not None and vec.fingerprint != want_fp:
         raise VectorMismatchError(

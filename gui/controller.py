@@ -112,10 +112,13 @@ class SessionController(QObject):
         self.sessionChanged.emit()
 
         def start() -> None:
-            if old_session is not None:
-                old_session.close()
-            if fresh and old_client is not None:
-                old_client.close()
+            try:
+                if old_session is not None:
+                    old_session.close()
+                if fresh and old_client is not None:
+                    old_client.close()
+            except Exception:  # a client that never started may not close cleanly: go on regardless
+                log.exception("closing the previous session failed")
             try:
                 if fresh:
                     client.start()

@@ -43,7 +43,7 @@ class KnobDial(QWidget):
         self._drag: tuple[float, float] | None = None  # (start y, start value)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(110, 110)
+        self.setMinimumSize(90, 90)
         self.setCursor(Qt.CursorShape.SizeVerCursor)
 
     def sizeHint(self) -> QSize:

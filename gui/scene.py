@@ -14,8 +14,10 @@ import math
 import random
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                             QPushButton, QSlider, QSpinBox, QWidget)
+from PyQt6.QtWidgets import (QComboBox, QDoubleSpinBox, QFrame, QGridLayout, QLabel, QLineEdit, QPushButton, QSlider,
+                             QSpinBox, QWidget)
+
+from gui.tworow import TwoGroups, group
 
 __all__ = ["SceneBar", "SEED_MAX"]
 
@@ -39,10 +41,10 @@ class SceneBar(QFrame):
         self.setObjectName("card")
         self.prompt = QLineEdit()
         self.prompt.setPlaceholderText("describe the music, e.g. lofi hip hop beat with warm piano")
-        self.prompt.setMinimumWidth(320)
+        self.prompt.setMinimumWidth(200)
         self.seed = QSpinBox()
         self.seed.setRange(0, SEED_MAX)
-        self.seed.setMinimumWidth(120)
+        self.seed.setMinimumWidth(110)
         self.new_seed = QPushButton("⚄ new seed")
         self.new_seed.setToolTip("a random seed, rendered at once: another take of the same prompt")
         self.seconds = QDoubleSpinBox()
@@ -57,12 +59,12 @@ class SceneBar(QFrame):
         self.play.setCheckable(True)
         self.play.setMinimumWidth(100)
         self.output = QComboBox()
-        self.output.setMinimumWidth(220)
+        self.output.setMinimumWidth(170)
         self.output.setToolTip("where the audio goes; switching restarts the audio side (the model stays loaded)")
         self.volume = QSlider(Qt.Orientation.Horizontal)
         self.volume.setRange(0, 100)
         self.volume.setValue(100)
-        self.volume.setMinimumWidth(120)
+        self.volume.setMinimumWidth(100)
         self.volume_label = QLabel()
         self.volume_label.setObjectName("dim")
         self.volume_label.setMinimumWidth(64)
@@ -73,17 +75,11 @@ class SceneBar(QFrame):
         grid.addWidget(_heading("PROMPT"), 0, 0)
         grid.addWidget(self.prompt, 0, 1, 1, 5)
         grid.addWidget(self.render_button, 0, 6)
-        row = QHBoxLayout()
-        row.setSpacing(8)
-        groups = ((_heading("SEED"), self.seed, self.new_seed), (_heading("LOOP"), self.seconds), (self.play,),
-                  (_heading("OUTPUT"), self.output), (_heading("VOLUME"), self.volume, self.volume_label))
-        for i, group in enumerate(groups):
-            if i:
-                row.addSpacing(20)  # air between groups, so labels read with their own field
-            for w in group:
-                row.addWidget(w)
-        row.addStretch(1)
-        grid.addLayout(row, 1, 0, 1, 7)
+        left = group(_heading("SEED"), self.seed, self.new_seed, 20, _heading("LOOP"), self.seconds, 20, self.play,
+                     stretch_at_end=True)
+        right = group(_heading("OUTPUT"), self.output, 20, _heading("VOLUME"), self.volume, self.volume_label)
+        self.second_row = TwoGroups(left, right)
+        grid.addWidget(self.second_row, 1, 0, 1, 7)
 
         self.prompt.returnPressed.connect(self._request)
         self.render_button.clicked.connect(self._request)

@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButt
 
 from bridge.monitor import EngineView
 from gui.led import Led
+from gui.tworow import TwoGroups, group
 
 __all__ = ["StatusStrip", "ErrorBanner", "ACTIVITY_DECAY_S"]
 
@@ -46,12 +47,11 @@ class StatusStrip(QFrame):
         self.midi_led = Led("MIDI", diameter=12, on="midi")
         row = QHBoxLayout(self)
         row.setContentsMargins(14, 8, 14, 8)
-        row.setSpacing(14)
-        for w in (self.engine_led, self.engine_label, self.render_label, self.underrun_label):
-            row.addWidget(w)
-        row.addStretch(1)
-        for w in (self.progress, self.steps, self.osc_led, self.midi_led):
-            row.addWidget(w)
+        left = group(self.engine_led, self.engine_label, 6, self.render_label, 6, self.underrun_label,
+                     stretch_at_end=True)
+        right = group(self.progress, self.steps, 6, self.osc_led, self.midi_led)
+        self.rows = TwoGroups(left, right, spacing=14)
+        row.addWidget(self.rows)
 
     def show_engine(self, view: EngineView, *, starting: bool) -> None:
         self.engine_led.set_color("heard" if view.alive else ("pending" if starting else "error"))

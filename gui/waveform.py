@@ -40,7 +40,7 @@ class WaveformView(QWidget):
         self._pixmap_key: tuple[int, int, int, bool] | None = None
         self._position = 0.0
         self._note = "no loop yet: rendering…"
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:

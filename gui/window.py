@@ -56,8 +56,8 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumHeight(300)
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        scroll.setMinimumHeight(270)
         self.waveform = WaveformView()
         self.status = StatusStrip()
         self.phase_label = QLabel()
@@ -73,8 +73,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.statusBar().addWidget(self.phase_label, 1)
         self._build_menus()
-        self.resize(1200, 760)
-        self.setMinimumSize(760, 560)
+        self.resize(1200, 760)  # the minimum size is what the layouts need (no overlapping at any size)
 
         c = controller
         self.scene.renderRequested.connect(self._render_scene)
