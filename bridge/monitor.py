@@ -178,7 +178,7 @@ class SessionMonitor:
             underruns=pstats.underruns if pstats else 0, xruns=s.sink.xruns if s.sink is not None else 0,
             queued=status.queued if status is not None else 0)
 
-    # ------------------------------------------------------------------ master volume (stopgap)
+    # ------------------------------------------------------------------ master volume
     @property
     def volume(self) -> float:
         return self._volume
@@ -191,11 +191,8 @@ class SessionMonitor:
 
     def _apply_volume(self) -> None:
         player = self.session.player
-        if player is not None and player.playing:
-            # NB: a float store the audio callback reads once per block and
-            # smooths (one-pole), exactly as LoopPlayer.play() does with 1.0.
-            # Replace with a LoopPlayer.set_volume() once the player has one.
-            player._master_target = self._volume if self._volume > 0 else 1e-9  # 0 would read as "stopped"
+        if player is not None:
+            player.set_volume(self._volume)
 
 
 def _key_alpha(knob: Knob, key: object, index: int) -> float | None:

@@ -117,6 +117,8 @@ class LoopPlayer:
         self._mail_seq = 0
         self._seq = 0
         self._master_target = 1.0
+        self._volume = 1.0  # master volume; play()/stop() fade between 0 and it
+        self._playing = True
         self._decks: dict[Hashable, _Deck] = {}
         self._graveyard: list[tuple[int, object]] = []
         self.steals = 0
@@ -199,15 +201,28 @@ class LoopPlayer:
 
     def play(self) -> None:
         """Fade in (one-pole) and resume from where :meth:`stop` paused."""
-        self._master_target = 1.0
+        self._playing = True
+        self._master_target = self._volume  # NB: a float store; the callback smooths it
 
     def stop(self) -> None:
         """Fade out; once silent the positions freeze (pause)."""
+        self._playing = False
         self._master_target = 0.0
+
+    def set_volume(self, gain: float) -> float:
+        """Master volume 0..1 (linear), reached through the same one-pole smoothing as play/stop."""
+        self._volume = min(1.0, max(0.0, float(gain)))
+        if self._playing:
+            self._master_target = self._volume
+        return self._volume
+
+    @property
+    def volume(self) -> float:
+        return self._volume
 
     @property
     def playing(self) -> bool:
-        return self._master_target > 0.0
+        return self._playing
 
     def reap(self, *, force: bool = False) -> None:
         """Release replaced loops and finished decks (``force``: the callback is stopped)."""
@@ -290,8 +305,8 @@ class LoopPlayer:
     def _render(self, flat: np.ndarray, frames: int) -> None:
         ch = self.channels
         target = self._master_target
-        if self._master == 0.0 and target == 0.0:
-            flat.fill(0.0)  # paused: positions stay where they are
+        if self._master == 0.0 and target == 0.0 and not self._playing:
+            flat.fill(0.0)  # paused: positions stay where they are (a muted loop keeps moving)
             return
         for deck in (self._cur, self._old, self._pending):
             if deck is not None:

@@ -19,6 +19,7 @@ the main thread renders, so a cancel lands between two diffusion steps.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal
@@ -71,6 +72,12 @@ class JobRunner:
         except Exception as exc:  # the worker must outlive a bad job: report it instead
             kind = type(exc).__name__
             detail = str(exc) if isinstance(exc, engine.EngineError) else f"{exc}\n{traceback.format_exc(limit=5)}"
+            if _out_of_memory(exc):
+                del exc  # drop the traceback's frames (and their tensors) before the next job
+                gc.collect()
+                kind, detail = "OutOfMemory", (f"the render ran out of memory ({kind}); the engine is still up. "
+                                               "Use a shorter loop (seconds), fewer steps or knobs, or a smaller "
+                                               f"model.\n{detail}")
             emit(JobFailed(job_id, detail, kind))
 
     def _render(self, job_id: int, job: RenderJob, index: int, offset: tuple[int, int],
@@ -108,6 +115,14 @@ class JobRunner:
         if ident not in self._vectors:
             self._vectors[ident] = self._engine.load_vector(path, model=self.model)
         return self._vectors[ident]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # torch's CPU allocator raises RuntimeError("... can't allocate memory ..."), CUDA raises
+    # torch.OutOfMemoryError (a RuntimeError), numpy and Python raise MemoryError.
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
 def worker_main(source: str, device: str, requests: Any, events: Any, backend: str = "torch") -> None:

@@ -48,7 +48,7 @@ _STYLE = """
 QWidget {{ background: {bg}; color: {text}; font-size: 11pt; }}
 QMainWindow::separator {{ background: {border}; }}
 QFrame#card {{ background: {panel}; border: 1px solid {border}; border-radius: 10px; }}
-QFrame#card QLabel {{ background: transparent; }}
+QFrame#card QLabel, QWidget#group {{ background: transparent; }}
 QLabel#dim {{ color: {text_dim}; }}
 QLabel#title {{ font-size: 13pt; font-weight: bold; letter-spacing: 1px; }}
 QLabel#brand {{ color: {accent}; font-size: 12pt; font-weight: bold; letter-spacing: 3px; }}

@@ -18,6 +18,7 @@ __all__ = ["TwoGroups", "group"]
 def group(*widgets: QWidget | int, stretch_at_end: bool = False) -> QWidget:
     """A plain widget holding ``widgets`` in a row (ints are spacings in pixels)."""
     box = QWidget()
+    box.setObjectName("group")  # transparent (theme.py): a group shows its card's background
     row = QHBoxLayout(box)
     row.setContentsMargins(0, 0, 0, 0)
     row.setSpacing(8)
@@ -36,6 +37,7 @@ class TwoGroups(QWidget):
     def __init__(self, left: QWidget, right: QWidget, *, spacing: int = 20, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.left, self.right, self._spacing = left, right, spacing
+        self.setObjectName("group")
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setHorizontalSpacing(spacing)

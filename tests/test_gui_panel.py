@@ -155,11 +155,18 @@ def test_turning_a_knob_sets_the_alpha_crossfades_at_once_then_the_exact_render_
     session, card = panel.controller.session, panel.cards["mood"]
     mood, tempo = session.preset.knob("mood"), session.preset.knob("tempo")
     card.dial.setFocus()
+
+    def current() -> dict:
+        return {loop.key: g for loop, g in session.player.targets().items()}
+
+    before = current()
     qtbot.keyClick(card.dial, Qt.Key.Key_PageUp)  # +10 %: 0.5 -> 0.6, between stops 1 (0.5) and 2 (1.0)
     snap = session.state.snapshot()
     assert snap.knobs["mood"].value == 0.6 and snap.knobs["mood"].alpha == mood.alpha_for(0.6)
     want = grid_gains([mood.bracket(0.6), tempo.bracket(0.5)])  # the crossfade path, before any new render
-    targets = {loop.key: g for loop, g in session.player.targets().items()}
+    # The session's mixer thread moves the player's targets a moment after the state changes.
+    qtbot.waitUntil(lambda: current() != before, timeout=5_000)
+    targets = current()
     if any(isinstance(k[0], float) for k in targets):  # the exact render already landed (a fast machine)
         assert set(targets) == {(mood.alpha_for(0.6), 0.0)}
     else:
