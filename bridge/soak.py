@@ -154,7 +154,7 @@ def run_soak(seconds: float, *, osc_rate: float = 200.0, midi_rate: float = 100.
         while (now := time.monotonic()) - start < seconds:
             t = now - start
             if int(t / phrase_s) % 2:  # holding: the message counts catch up without sending
-                osc_n, midi_n = max(osc_n, int(t * osc_rate)), max(midi_n, int(t * midi_rate))
+                osc_n, midi_n = math.ceil(t * osc_rate), math.ceil(t * midi_rate)
             while osc_n < t * osc_rate:  # sweeps: each knob its own slow sine over OSC
                 knobs = session.state.snapshot().preset.knob_names()
                 name = knobs[osc_n % len(knobs)]
