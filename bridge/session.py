@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.audiofile import slug
+from bridge.autosave import Autosaver, default_autosave_path, restore
 from bridge.cache import LoopCache
 from bridge.client import EngineClient, InProcessClient, WorkerClient
 from bridge.jobs import Progress, WorkerEvent
@@ -60,6 +61,12 @@ class SessionOptions:
     latency: float | str | None = None  # seconds, or PortAudio's "low"/"high"
     hostapi: str = "auto"  # "auto" (JACK when listed) | "jack" | part of a host API name
     osc: str | None = "127.0.0.1:9000"  # None: no OSC server
+    osc_allow_remote: bool = False  # listening beyond loopback needs this AND osc_allowed
+    osc_allowed: tuple[str, ...] = ()  # sender addresses or networks allowed when remote
+    # Live-state autosave: None (off: library use, tests), "default" (beside the preset;
+    # what `serve` uses) or a path.
+    autosave: str | None = None
+    autosave_every_s: float = 2.0
     midi: tuple[str, ...] | None = ()  # (): every input port + the virtual port; None: no MIDI
     engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools)
     cache_mb: float = 512.0
@@ -104,6 +111,7 @@ class Session:
         self._mix_lock = threading.Lock()
         self._started = False
         self._remove_state_listener: Callable[[], None] | None = None
+        self._autosaver: Autosaver | None = None
         self._remove_client_listener: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,8 +134,10 @@ class Session:
             self._mixer.start()
             self._start_engine(self.preset)
             self._remove_state_listener = self.state.add_listener(self._on_change)
+            self._start_autosave()
             self.surfaces.start(osc=o.osc, midi=o.midi, presets_dir=self.preset.base_dir,
-                                on_preset=self.load_preset)
+                                on_preset=self.load_preset, allow_remote=o.osc_allow_remote,
+                                allowed_senders=o.osc_allowed)
             if prerender:
                 self.prerender(timeout=timeout)
             self.sink.start(self.player.process)
@@ -140,6 +150,17 @@ class Session:
             self.close()
             raise
         return self
+
+    def _start_autosave(self) -> None:
+        """Bring back the last live state (knobs, scene), then keep saving it every few seconds."""
+        path = self.options.autosave
+        if path is None:
+            return
+        target = default_autosave_path(self.preset.path) if path == "default" else path
+        restored = restore(self.state, target)  # before pre-rendering: render what will be heard
+        if restored is not None:
+            self._say(f"restored the live state saved at {target}")
+        self._autosaver = Autosaver(self.state, target, every_s=self.options.autosave_every_s).start()
 
     def _start_engine(self, preset: Preset) -> None:
         if self.client is None:
@@ -194,6 +215,9 @@ class Session:
         if self._remove_state_listener is not None:
             self._remove_state_listener()
             self._remove_state_listener = None
+        if self._autosaver is not None:
+            self._autosaver.stop()  # writes one last save
+            self._autosaver = None
         self.surfaces.close()
         self._stop_engine()
         if self.player is not None:
@@ -336,10 +360,24 @@ class Session:
             if self.player is None or self.sink is None:
                 continue
             self.player.reap()
+            if getattr(self.sink, "lost", False):
+                self._fall_back()
             now = (self.player.stats().underruns, self.sink.xruns)
             if now != last and last != (-1, -1):
                 self._emit(SessionEvent("status", f"underruns {now[0]}, xruns {now[1]}"))
             last = now
+
+
+    def _fall_back(self) -> None:
+        """The output device went away mid-set: keep the session going on the fallback sink."""
+        lost, o = self.sink, self.options
+        assert lost is not None and self.player is not None
+        lost.stop()
+        sink = open_sink(o.fallback, blocksize=o.blocksize, rate=self.player.rate, log=self._say)
+        sink.start(self.player.process)
+        self.sink = sink
+        self._error("audio", f"output device lost ({lost.describe()}); playing to {sink.describe()} now. "
+                             "Reconnect it and restart serve (or pick it again in the panel).")
 
 
 def _loop_name(state: ControlState, ready: LoopReady) -> str:

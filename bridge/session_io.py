@@ -136,14 +136,16 @@ class ControlSurfaces:
         return None if self.osc is None else "{}:{}".format(*self.osc.address)
 
     def start(self, *, osc: str | None, midi: Sequence[str] | None, presets_dir: Path,
-              on_preset: Callable[[Preset], None]) -> None:
+              on_preset: Callable[[Preset], None], allow_remote: bool = False,
+              allowed_senders: Sequence[str] = ()) -> None:
         if osc is not None:
             from bridge.osc import OscServer
 
             host, port = parse_host_port(osc)
             try:
                 self.osc = OscServer(self.state, host=host, port=port, presets_dir=presets_dir,
-                                     on_preset=on_preset).start()
+                                     on_preset=on_preset, allow_remote=allow_remote,
+                                     allowed_senders=tuple(allowed_senders)).start()
             except OSError as exc:
                 raise ValueError(f"cannot serve OSC on {host}:{port} ({exc.strerror}); pick another port with "
                                  f"--osc {host}:{port + 1}, or --osc {host}:0 for any free port") from None

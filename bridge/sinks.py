@@ -221,10 +221,13 @@ class DeviceSink(Sink):
         super().__init__(rate=int(rate or info["default_samplerate"]), blocksize=blocksize)
         self.channels, self.device_name, self.hostapi = channels, info["name"], api
         self._process: Process = _silence
+        self.lost = False  # set when PortAudio ends the stream on its own (device unplugged, server gone)
+        self._stopping = False
         try:
             self._stream: Any = sd.OutputStream(
                 device=index, samplerate=self.rate, blocksize=blocksize, channels=channels, dtype="float32",
-                latency=latency if latency is not None else "low", callback=self._callback)
+                latency=latency if latency is not None else "low", callback=self._callback,
+                finished_callback=self._finished)
         except (sd.PortAudioError, ValueError) as exc:
             raise SinkUnavailable(f"could not open {info['name']!r} ({api}) at {self.rate} Hz, "
                                   f"{blocksize}-frame blocks: {exc}") from None
@@ -242,11 +245,18 @@ class DeviceSink(Sink):
             self.xruns += 1
         self._process(outdata)
 
+    def _finished(self) -> None:
+        # NB: runs on PortAudio's thread; a bool store is atomic. The session's
+        # housekeeping thread sees it and moves playback to the fallback sink.
+        if not self._stopping:
+            self.lost = True
+
     def start(self, process: Process) -> None:
         self._process = process  # NB: an attribute store is atomic; the callback reads it once per block
         self._stream.start()
 
     def stop(self) -> None:
+        self._stopping = True
         if not self._stream.closed:
             self._stream.stop()
             self._stream.close()

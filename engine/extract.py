@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from engine.errors import EngineError
 from engine.record import record_sites
+from engine.steering import Steering
 from engine.vectors import ConceptVector, VectorMeta
 
 __all__ = ["extract_caa", "expand_templates", "collect_site_means"]
@@ -31,24 +32,34 @@ def expand_templates(templates: Sequence[str], bases: Sequence[str]) -> list[str
 
 def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int,
                        seconds: float, steps: int, cfg_scale: float,
-                       on_prompt: Callable[[], None] | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
-    """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms."""
+                       on_prompt: Callable[[], None] | None = None,
+                       steering: Steering | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms.
+
+    Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream).
+    """
     adapter = model.adapter
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
-    with model._lock, record_sites(adapter, site=site, layers=layers) as recs:  # noqa: SLF001 - same package
+    with model._lock:  # noqa: SLF001 - same package
+        # Steering first, recorders around it: the recording is the site's output as heard,
+        # and record_sites restores exactly what it found. Exactly the steering asked for:
+        # a resident server's last one must not leak in.
+        if steering is not None and steering.terms:
+            model.handle.attach()
         if model.handle.attached:
-            model.handle.set(None)  # a resident server's last steering must not leak into the recording
-        for prompt in prompts:
-            for rec in recs.values():
-                rec.reset()
-            cond = adapter.encode(prompt, seconds=seconds)
-            adapter.sample(cond, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale)
-            for l, rec in recs.items():
-                acts[l].append(rec.per_step_mean())
-                norms[l].extend(rec.norms)
-            if on_prompt is not None:
-                on_prompt()
+            model.handle.set(steering)
+        with record_sites(adapter, site=site, layers=layers) as recs:
+            for prompt in prompts:
+                for rec in recs.values():
+                    rec.reset()
+                cond = adapter.encode(prompt, seconds=seconds)
+                adapter.sample(cond, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale)
+                for l, rec in recs.items():
+                    acts[l].append(rec.per_step_mean())
+                    norms[l].extend(rec.norms)
+                if on_prompt is not None:
+                    on_prompt()
     return ({l: torch.stack(a) for l, a in acts.items()},
             {l: float(sum(n) / len(n)) for l, n in norms.items()})
 

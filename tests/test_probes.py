@@ -49,10 +49,7 @@ def test_probe_on_tiny_model_reads_a_planted_steering_offset(tiny):
     vec = ConceptVector({1: torch.randn(d, generator=gen)}, meta)
     prompts = ["piano loop", "pluck melody", "synth pad tune", "bell song"]
     kw = dict(site="cross_attn", layers=[0, 1, 2, 3], seed=0, seconds=1.0, steps=3, cfg_scale=6.0)
-    tiny.handle.attach()
-    tiny.handle.set(Steering(terms=(SteeringTerm(vec, alpha=4.0),)))
-    pos, _ = collect_site_means(tiny, prompts, **kw)
-    tiny.handle.set(None)
+    pos, _ = collect_site_means(tiny, prompts, steering=Steering(terms=(SteeringTerm(vec, alpha=4.0),)), **kw)
     neg, _ = collect_site_means(tiny, prompts, **kw)
     res = probe_activations(pos, neg, concept="planted", folds=4, top_k=1)
     assert res.accuracy[0] == 0.5  # before the plant: pos and neg activations are identical

@@ -26,7 +26,8 @@ control:
 
 examples:
   steerbridge serve --preset presets/demo.toml
-  steerbridge serve --preset presets/demo.toml --output wav:out/loops --osc 0.0.0.0:9000
+  steerbridge serve --preset presets/demo.toml --output wav:out/loops \
+      --osc 0.0.0.0:9000 --osc-allow-remote --osc-allow 192.168.1.0/24
   steerbridge serve --preset presets/demo.toml --output null --no-midi --json
 Ctrl-C stops everything cleanly."""
 
@@ -43,6 +44,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
                    help="OSC server address (default: %(default)s; port 0 picks a free one)")
     p.add_argument("--no-osc", action="store_true", help="do not serve OSC")
+    p.add_argument("--osc-allow-remote", action="store_true",
+                   help="allow --osc on a non-loopback address (needs --osc-allow too)")
+    p.add_argument("--osc-allow", action="append", default=[], metavar="ADDR[/NET]",
+                   help="sender address or network allowed to control the engine when remote (repeatable)")
+    p.add_argument("--autosave", default="default", metavar="PATH|off",
+                   help="live-state autosave file (default: beside the preset); 'off' to disable")
     p.add_argument("--midi", nargs="+", default=[], metavar="PORT",
                    help="MIDI input ports (names or unique parts of names); default: all, plus 'steerbridge'")
     p.add_argument("--no-midi", action="store_true", help="do not open MIDI ports")
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         options = SessionOptions(
             output=args.output, blocksize=args.blocksize, latency=latency, hostapi=args.hostapi,
             osc=None if args.no_osc else args.osc, midi=None if args.no_midi else tuple(args.midi),
+            osc_allow_remote=args.osc_allow_remote, osc_allowed=tuple(args.osc_allow),
+            autosave=None if args.autosave == "off" else args.autosave,
             engine="inprocess" if args.in_process else "worker", cache_mb=args.cache_mb, grid=args.grid,
             swap=args.swap, progress=not args.json or sys.stderr.isatty())
         session = Session(args.preset, options=options)

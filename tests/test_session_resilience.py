@@ -1,0 +1,77 @@
+"""Session resilience: the output device vanishing mid-set, and the live state surviving a restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bridge.session import Session, SessionOptions
+from bridge.sinks import DeviceSink, NullSink
+
+PRESET = """\
+[model]
+source = "tiny"
+steps = 2
+
+[scene]
+prompt = "resilience loop"
+seed = 3
+seconds = 0.5
+
+[[knob]]
+name = "mood"
+vector = "mood.safetensors"
+alpha_min = -2.0
+alpha_max = 2.0
+stops = 2
+"""
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture()
+def preset_file(tmp_path, tiny_model):
+    import engine
+
+    vec = engine.extract_caa(tiny_model, positive=["happy"], negative=["sad"], concept="mood", seconds=0.5, steps=2)
+    engine.save_vector(vec, tmp_path / "mood.safetensors")
+    (tmp_path / "preset.toml").write_text(PRESET)
+    return tmp_path / "preset.toml"
+
+
+def test_device_lost_mid_set_falls_back_and_keeps_playing(preset_file, jack_server):
+    options = SessionOptions(output="default", hostapi="jack", fallback="null", osc=None, midi=None,
+                             engine="inprocess", progress=False)
+    errors = []
+    with Session(preset_file, options=options) as s:
+        s.subscribe(lambda e: errors.append(e) if e.kind == "error" else None)
+        s.start(timeout=120)
+        assert isinstance(s.sink, DeviceSink)
+        s.sink._stream.abort()  # PortAudio ends the stream on its own, as when a device is unplugged
+        assert wait_for(lambda: isinstance(s.sink, NullSink)), "no fallback to the null sink"
+        assert any(e.source == "audio" and "output device lost" in e.message for e in errors)
+        blocks = s.player.blocks
+        assert wait_for(lambda: s.player.blocks > blocks + 10), "the player stopped after the fallback"
+
+
+def test_autosave_restores_the_knobs_after_a_restart(preset_file, tmp_path):
+    save = tmp_path / "state" / "live.json"
+    options = SessionOptions(output="null", osc=None, midi=None, engine="inprocess", progress=False,
+                             autosave=str(save), autosave_every_s=0.2)
+    with Session(preset_file, options=options) as s:
+        s.start(prerender=False)
+        s.set_knob("mood", 0.9)
+        s.set_prompt("restored prompt")
+        assert wait_for(lambda: save.exists())
+    with Session(preset_file, options=options) as again:
+        again.start(prerender=False)
+        snap = again.state.snapshot()
+        assert snap.knobs["mood"].value == pytest.approx(0.9) and snap.prompt == "restored prompt"
