@@ -3,7 +3,9 @@
 Two model sizes, random weights (the real stable-audio-tools classes):
   tiny       — engine/configs/tiny.json
   sao-small  — Stable Audio Open Small's DiT dims (embed 1024, depth 16, 8 heads,
-               cond 768) on the tiny decoder
+               cond 768) on the tiny decoder, at the sequence length of a real
+               4 s SAO Small loop (44.1 kHz / 2048 = ~88 latent frames; the tiny
+               decoder's ratio of 64 would make it 1,000 frames and 10x the cost)
 
 "Steered" is the resident-server set-up: wrappers at every layer of both sites,
 a two-layer vector active. Renders alternate (unsteered, steered, ...) so drift
@@ -30,6 +32,15 @@ from engine import RenderRequest, Steering, SteeringTerm
 from engine.render import SteerableModel
 from engine.source import TINY_CONFIG, build_random
 from engine.vectors import ConceptVector, VectorMeta
+
+
+SAO_SMALL_4S_FRAMES = 88
+TINY_RATIO, TINY_RATE = 64, 16000
+
+
+def sao_small_seconds() -> float:
+    """Audio length whose latent on the tiny decoder has SAO Small's 4 s frame count."""
+    return SAO_SMALL_4S_FRAMES * TINY_RATIO / TINY_RATE
 
 
 def sao_small_config() -> dict:
@@ -120,10 +131,10 @@ def main() -> None:
                               steps=args.steps, seconds=args.seconds)}
     if not args.skip_large:
         ratios["sao_small_dims"] = measure("sao-small-dims", sao_small_config(), repeats=args.repeats,
-                                           steps=args.steps, seconds=args.seconds)
+                                           steps=args.steps, seconds=sao_small_seconds())
     if args.forwards and not args.skip_large:
         ratios["sao_small_dims_forward"] = measure_forward("sao-small-dims", sao_small_config(),
-                                                           repeats=args.forwards, seconds=args.seconds)
+                                                           repeats=args.forwards, seconds=sao_small_seconds())
     for name, (wall, cpu) in ratios.items():
         print(f"steering_overhead_wall_ratio_{name}: {wall:.4f}")
         print(f"steering_overhead_cpu_ratio_{name}: {cpu:.4f}")

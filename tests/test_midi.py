@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import mido
@@ -14,6 +13,7 @@ from bridge.midi import MidiInput, MidiRouter
 from bridge.midi_decode import MidiDecoder, MidiLearner, Pickup
 from bridge.presets import MidiBinding, load_preset
 from bridge.state import ControlState
+from waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
@@ -138,12 +138,6 @@ def jack_midi(jack_server):
     mido.backend = previous
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
 
 def test_jack_ports_cc_14bit_nrpn_learn_pickup(jack_midi, state: ControlState, preset_path: Path) -> None:
     controller = mido.open_output("sb-test-controller", virtual=True, client_name="sb-test")
@@ -157,16 +151,16 @@ def test_jack_ports_cc_14bit_nrpn_learn_pickup(jack_midi, state: ControlState, p
         try:
             for value in (127, 60, 70):  # pickup: 127 is ignored, 60 -> 70 crosses 0.5
                 controller.send(cc(74, value))
-            wait_for(lambda: state.value("mood") == pytest.approx(70 / 127))
+            assert wait_for(lambda: state.value("mood") == pytest.approx(70 / 127))
             for m in (cc(1, 64), cc(33, 0), cc(1, 100), cc(33, 3)):  # tempo 14-bit, via the virtual port
                 daw.send(m)
-            wait_for(lambda: state.value("tempo") == pytest.approx(((100 << 7) | 3) / 16383))
+            assert wait_for(lambda: state.value("tempo") == pytest.approx(((100 << 7) | 3) / 16383))
             for m in [*nrpn(300, 0), *nrpn(300, 9000)]:
                 controller.send(m)
-            wait_for(lambda: state.value("brightness") == pytest.approx(9000 / 16383))
+            assert wait_for(lambda: state.value("brightness") == pytest.approx(9000 / 16383))
             state.arm_learn("brightness")
             controller.send(cc(20, 1, channel=9))
-            wait_for(lambda: load_preset(preset_path).knob("brightness").midi == MidiBinding(channel=10, cc=20))
+            assert wait_for(lambda: load_preset(preset_path).knob("brightness").midi == MidiBinding(channel=10, cc=20))
         finally:
             daw.close()
     finally:

@@ -14,6 +14,7 @@ from pythonosc.osc_message_builder import build_msg
 from bridge.osc import OscServer
 from bridge.presets import load_preset
 from bridge.state import ControlState
+from waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 SENDER = ("127.0.0.1", 45678)
@@ -152,12 +153,6 @@ class Peer:
         raise AssertionError(f"no {address} within {timeout} s")
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
 
 @pytest.fixture()
 def live(osc: OscServer):
@@ -199,12 +194,12 @@ def test_udp_subscribe_to_another_port_and_every_address(live) -> None:
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(5)
     peer.send("/steer/subscribe", listener.getsockname()[1])
-    wait_for(lambda: len(osc.feedback.subscribers) == 1)
+    assert wait_for(lambda: len(osc.feedback.subscribers) == 1)
     for address, args in [("/steer/knob/tempo", [0.0]), ("/steer/alpha/mood", [-4.0]), ("/steer/prompt", ["ambient"]),
                           ("/steer/seed", [11]), ("/steer/learn", ["mood"]), ("/steer/play", []),
                           ("/steer/stop", []), ("/steer/preset", ["demo.toml"])]:
         peer.send(address, *args)
-    wait_for(lambda: osc.state.snapshot().prompt == osc.state.snapshot().preset.scene.prompt
+    assert wait_for(lambda: osc.state.snapshot().prompt == osc.state.snapshot().preset.scene.prompt
              and osc.state.version >= 8)
     received = set()
     deadline = time.monotonic() + 5
@@ -213,7 +208,7 @@ def test_udp_subscribe_to_another_port_and_every_address(live) -> None:
     assert {"/steer/state/knob/tempo", "/steer/state/knob/mood", "/steer/state/prompt", "/steer/state/seed",
             "/steer/state/learn", "/steer/state/playing", "/steer/state/preset"} <= received
     peer.send("/steer/unsubscribe", listener.getsockname()[1])
-    wait_for(lambda: not osc.feedback.subscribers)
+    assert wait_for(lambda: not osc.feedback.subscribers)
     listener.close()
 
 
@@ -221,5 +216,5 @@ def test_udp_burst_ends_on_the_newest_value(live) -> None:
     osc, peer = live
     for i in range(2000):
         peer.send("/steer/knob/mood", i / 1999)
-    wait_for(lambda: osc.state.value("mood") == 1.0)
+    assert wait_for(lambda: osc.state.value("mood") == 1.0)
     assert osc.state.version >= 1  # in order: the last message wins

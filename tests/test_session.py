@@ -23,6 +23,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from bridge.loops import equal_power
 from bridge.session import Session, SessionEvent, SessionOptions
 from bridge.sinks import WavSink
+from waiting import wait_for
 
 PRESET = """\
 [model]
@@ -43,14 +44,6 @@ default = 0.5
 stops = 3
 """
 
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
