@@ -186,8 +186,13 @@ class SiteWrapper(nn.Module):
         self.register_buffer("step", gate.step, persistent=False)
         self.register_buffer("gate", gate.gate, persistent=False)
         self.register_buffer("offset", torch.zeros(1, dim, dtype=dtype, device=device), persistent=False)
+        # Eager-only shortcut: a wrapper with nothing to add returns the site's output
+        # untouched. Compiled graphs never read this flag (see forward), so turning a
+        # layer on or off there changes a buffer, not a guard: no recompilation.
+        self.active = False
 
     def set_offset(self, offset: torch.Tensor | None) -> None:
+        self.active = offset is not None
         if offset is None:
             self.offset.zero_()
             return
@@ -198,10 +203,13 @@ class SiteWrapper(nn.Module):
 
     def forward(self, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
         y = self.inner(*args, **kwargs)
+        if not torch.compiler.is_compiling() and not self.active:
+            return y
         rows = y.shape[0]
         idx = torch.clamp(self.step, max=self.offset.shape[0] - 1).reshape(1)
         off = self.offset.index_select(0, idx)  # [1, d]
-        return y + self.gate[:rows].to(y.dtype).view(rows, *([1] * (y.dim() - 1))) * off
+        gate = self.gate[:rows].view(rows, *([1] * (y.dim() - 1)))
+        return torch.addcmul(y, gate if gate.dtype == y.dtype else gate.to(y.dtype), off)
 
 
 class SteeringHandle:
