@@ -64,11 +64,19 @@ def test_a_failing_write_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None
 
 
 WRITER = r"""
-import sys
+import os, sys, time
 from bridge.atomic import atomic_write_text
-path, text = sys.argv[1], open(sys.argv[2]).read()
+path, text, pause_at = sys.argv[1], open(sys.argv[2]).read(), int(sys.argv[3])
+real_replace, i = os.replace, 0
+
+def replace(src, dst):  # save number `pause_at` stops after writing its temp file, before the rename
+    if i == pause_at:
+        print("mid-save", flush=True)
+        time.sleep(60)
+    real_replace(src, dst)
+
+os.replace = replace
 print("ready", flush=True)
-i = 0
 while True:  # rewrite the preset forever, alternating two seeds, until killed
     i += 1
     atomic_write_text(path, text.replace("seed = 1234", f"seed = {1 + i % 2}"))
@@ -85,11 +93,16 @@ def test_killing_a_process_mid_save_of_a_big_preset_never_leaves_a_broken_file(p
     versions = {big} | {big.replace("seed = 1234", f"seed = {seed}") for seed in (1, 2)}
     rng = random.Random(3)
     seeds, mid_write = set(), 0
-    for _ in range(4):
-        child = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(source)], cwd=ROOT,
-                                 stdout=subprocess.PIPE, text=True)
+    # Two kills at random moments (wherever they land), two that surely land mid-save
+    # (the writer announces it is between writing its temp file and renaming it).
+    for pause_at in (0, 0, 2, 3):
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(source), str(pause_at)],
+                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.2, 0.8))
+        if pause_at:
+            assert child.stdout.readline().strip() == "mid-save"
+        else:
+            time.sleep(rng.uniform(0.2, 0.8))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         seeds.add(load_preset(target).scene.seed)  # complete and valid: the old or the new version
@@ -98,7 +111,7 @@ def test_killing_a_process_mid_save_of_a_big_preset_never_leaves_a_broken_file(p
             mid_write += 1
             stale.unlink()
     assert seeds <= {1, 2, 1234}
-    assert mid_write >= 1  # at least one kill really landed in the middle of a save
+    assert mid_write >= 2  # the announced kills really landed in the middle of a save
 
 
 # --- autosave ----------------------------------------------------------------------
