@@ -14,6 +14,7 @@ always restores the originals.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import typing as tp
 import hashlib
@@ -36,6 +37,18 @@ PretransformFactory = Callable[[dict[str, tp.Any], int], nn.Module]
 
 _CONDITIONERS: dict[str, ConditionerFactory] = {}
 _PRETRANSFORMS: dict[str, PretransformFactory] = {}
+# Types whose module registers them on import; loaded only when a config names them,
+# so a model folder using them loads through the normal path without special steps.
+_PROVIDERS = {
+    "steerbridge_mel": "engine.demo.codec",
+    "steerbridge_minilm": "engine.demo.text",
+    "steerbridge_minilm_pooled": "engine.demo.text",
+}
+
+
+def _provide(type_name: str | None) -> None:
+    if type_name in _PROVIDERS and type_name not in _CONDITIONERS and type_name not in _PRETRANSFORMS:
+        importlib.import_module(_PROVIDERS[type_name])
 
 
 def register_conditioner(type_name: str, factory: ConditionerFactory) -> None:
@@ -58,6 +71,8 @@ def custom_components() -> Iterator[None]:
     orig_pre_f = factory.create_pretransform_from_config
 
     def build_conditioners(config: dict[str, tp.Any], pretransform: tp.Any = None) -> nn.Module:
+        for c in config["configs"]:
+            _provide(c.get("type"))
         ours = [c for c in config["configs"] if c["type"] in _CONDITIONERS]
         theirs = [c for c in config["configs"] if c["type"] not in _CONDITIONERS]
         multi = orig_cond({**config, "configs": theirs}, pretransform=pretransform)
@@ -70,6 +85,7 @@ def custom_components() -> Iterator[None]:
         return multi
 
     def build_pretransform(config: dict[str, tp.Any], sample_rate: int) -> nn.Module:
+        _provide(config.get("type"))
         if config.get("type") in _PRETRANSFORMS:
             return _PRETRANSFORMS[config["type"]](config.get("config", {}), sample_rate)
         return orig_pre_f(config, sample_rate)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from engine.adapter import StableAudioAdapter
 from engine.errors import EngineError, RenderCancelled
