@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from bridge.listeners import Listeners
 from bridge.jobs import Event, Job, JobCancelled, JobDone, JobFailed, ModelInfo, RenderResult, WorkerEvent
 
 __all__ = ["EngineClient", "InProcessClient", "WorkerClient", "Ticket", "JobOutput", "ClientStatus",
@@ -87,7 +88,7 @@ class EngineClient(ABC):
         self._tickets: dict[int, Ticket] = {}
         self._running: Ticket | None = None
         self._ids = itertools.count(1)
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: Listeners[Event] = Listeners()
         self.info: ModelInfo | None = None
         self.restarts = 0
 
@@ -130,14 +131,7 @@ class EngineClient(ABC):
 
     def add_listener(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``listener(event)`` for every event; returns a function that removes it."""
-        with self._lock:
-            self._listeners = [*self._listeners, listener]
-
-        def remove() -> None:
-            with self._lock:
-                self._listeners = [x for x in self._listeners if x is not listener]
-
-        return remove
+        return self._listeners.add(listener)
 
     def status(self) -> ClientStatus:
         with self._lock:

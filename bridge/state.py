@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from bridge.listeners import Listeners
 from bridge.presets import Knob, Preset
 
 __all__ = ["KnobState", "StateSnapshot", "Change", "ControlState"]
@@ -81,7 +82,7 @@ class ControlState:
     def __init__(self, preset: Preset) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[Change] = Listeners()
         self._version = 0
         self._cached: StateSnapshot | None = None
         self._playing = False
@@ -178,14 +179,7 @@ class ControlState:
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(change)`` after every change; returns a function that removes it."""
-        with self._lock:
-            self._listeners = [*self._listeners, listener]
-
-        def remove() -> None:
-            with self._lock:
-                self._listeners = [x for x in self._listeners if x is not listener]
-
-        return remove
+        return self._listeners.add(listener)
 
     # -- internals -------------------------------------------------------
     def _apply_preset(self, preset: Preset) -> None:

@@ -82,14 +82,18 @@ def encode_texts(texts: tp.Sequence[str], *, max_length: int) -> tuple[torch.Ten
         return _encode_cached(tuple(texts), max_length)
 
 
-class MiniLMTokens(nn.Module):
-    """Prompt -> projected MiniLM token states for cross-attention."""
+class _MiniLMHead(nn.Module):
+    """The learned part on top of the frozen encoder: a LayerNorm and a projection."""
 
     def __init__(self, *, output_dim: int, max_length: int = 24) -> None:
         super().__init__()
         self.dim, self.output_dim, self.max_length = MINILM_DIM, output_dim, max_length
         self.norm = nn.LayerNorm(MINILM_DIM)
         self.proj_out = nn.Linear(MINILM_DIM, output_dim)
+
+
+class MiniLMTokens(_MiniLMHead):
+    """Prompt -> projected MiniLM token states for cross-attention."""
 
     def forward(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         states, mask = encode_texts(texts, max_length=self.max_length)
@@ -98,14 +102,8 @@ class MiniLMTokens(nn.Module):
         return out, mask
 
 
-class MiniLMPooled(nn.Module):
+class MiniLMPooled(_MiniLMHead):
     """Prompt -> projected sentence embedding [B, 1, output_dim] for global conditioning."""
-
-    def __init__(self, *, output_dim: int, max_length: int = 24) -> None:
-        super().__init__()
-        self.dim, self.output_dim, self.max_length = MINILM_DIM, output_dim, max_length
-        self.norm = nn.LayerNorm(MINILM_DIM)
-        self.proj_out = nn.Linear(MINILM_DIM, output_dim)
 
     def forward(self, texts: list[str], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         states, mask = encode_texts(texts, max_length=self.max_length)
