@@ -50,7 +50,8 @@ def test_device_lost_mid_set_falls_back_and_keeps_playing(preset_file, jack_serv
             pytest.skip(f"the JACK output could not be opened this time ({s.status().output})")
         s.sink._stream.abort()  # PortAudio ends the stream on its own, as when a device is unplugged
         assert wait_for(lambda: isinstance(s.sink, NullSink)), "no fallback to the null sink"
-        assert any(e.source == "audio" and "output device lost" in e.message for e in errors)
+        # the session switches the sink first, then reports it
+        assert wait_for(lambda: any(e.source == "audio" and "output device lost" in e.message for e in errors))
         blocks = s.player.blocks
         assert wait_for(lambda: s.player.blocks > blocks + 10), "the player stopped after the fallback"
 
