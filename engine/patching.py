@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import typing as tp
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
+from engine.record import swapped_sites
 from engine.render import RenderRequest
 
 __all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers"]
@@ -71,23 +72,11 @@ class ContextPatch(nn.Module):
         return self.inner(x, *args, context=context, **kwargs)
 
 
-@contextlib.contextmanager
-def context_patches(adapter: tp.Any, layers: Sequence[int]) -> Iterator[dict[int, ContextPatch]]:
+def context_patches(adapter: tp.Any,
+                    layers: Sequence[int]) -> contextlib.AbstractContextManager[dict[int, ContextPatch]]:
     """Swap a :class:`ContextPatch` in at each layer's cross-attention; always restore the originals."""
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    patches: dict[int, ContextPatch] = {}
-    try:
-        for layer in layers:
-            parent, name = adapter.site_slot("cross_attn", layer)
-            inner = getattr(parent, name)
-            patch = ContextPatch(inner, gate=adapter.gate)
-            setattr(parent, name, patch)
-            swapped.append((parent, name, inner))
-            patches[layer] = patch
-        yield patches
-    finally:
-        for parent, name, inner in reversed(swapped):
-            setattr(parent, name, inner)
+    return swapped_sites(adapter, site="cross_attn", layers=layers,
+                         make=lambda inner: ContextPatch(inner, gate=adapter.gate))
 
 
 @dataclass(frozen=True)

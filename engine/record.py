@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["SiteRecorder", "record_sites"]
+__all__ = ["SiteRecorder", "record_sites", "swapped_sites"]
 
 
 class SiteRecorder(nn.Module):
@@ -45,20 +45,34 @@ class SiteRecorder(nn.Module):
         self.norms.clear()
 
 
+M = tp.TypeVar("M", bound=nn.Module)
+
+
 @contextlib.contextmanager
-def record_sites(adapter: tp.Any, *, site: str, layers: tp.Sequence[int]) -> Iterator[dict[int, SiteRecorder]]:
-    """Swap recorders in at ``site`` for ``layers``; always restore the originals."""
+def swapped_sites(adapter: tp.Any, *, site: str, layers: tp.Sequence[int],
+                  make: tp.Callable[[nn.Module], M]) -> Iterator[dict[int, M]]:
+    """Swap ``make(original)`` in at ``site`` for each layer; always restore the originals (LIFO).
+
+    The one mechanism behind recording and patching (and like steering's wrappers,
+    a swapped module, not a forward hook, so it survives torch.compile).
+    """
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    recorders: dict[int, SiteRecorder] = {}
+    modules: dict[int, M] = {}
     try:
         for layer in layers:
             parent, name = adapter.site_slot(site, layer)
             inner = getattr(parent, name)
-            rec = SiteRecorder(inner, gate=adapter.gate)
-            setattr(parent, name, rec)
+            module = make(inner)
+            setattr(parent, name, module)
             swapped.append((parent, name, inner))
-            recorders[layer] = rec
-        yield recorders
+            modules[layer] = module
+        yield modules
     finally:
         for parent, name, inner in reversed(swapped):
             setattr(parent, name, inner)
+
+
+def record_sites(adapter: tp.Any, *, site: str,
+                 layers: tp.Sequence[int]) -> contextlib.AbstractContextManager[dict[int, SiteRecorder]]:
+    """Swap recorders in at ``site`` for ``layers``; always restore the originals."""
+    return swapped_sites(adapter, site=site, layers=layers, make=lambda inner: SiteRecorder(inner, gate=adapter.gate))
