@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -104,6 +105,14 @@ def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _
     log(f"exported {out / 'export'} ({size / 1e6:.1f} MB, strict load ok) at step {step}")
 
 
+def _no_activation_checkpointing(model: tp.Any) -> None:
+    """Upstream's transformer recomputes every block in backward (``use_checkpointing=True``
+    by default, made for GPU memory); this 11 M model fits in RAM many times over, and
+    skipping the recompute is ~25 % faster per step on this CPU."""
+    transformer = model.model.model.transformer
+    transformer.forward = functools.partial(transformer.forward, use_checkpointing=False)
+
+
 def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, threads: int,
           checkpoint_minutes: float, eval_minutes: float, eval_pairs: int = 8,
           until_step: int | None = None) -> None:
@@ -118,9 +127,11 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
         if not ckpt_path.exists():
             sys.exit(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = torch.load(ckpt_path, weights_only=False)
-        cfg = TrainConfig(**ckpt["config"])
+        # The stored options win, except a longer (or shorter) step budget asked for now.
+        cfg = dataclasses.replace(TrainConfig(**ckpt["config"]), steps=cfg.steps)
     torch.manual_seed(cfg.seed)
     model = build_model()
+    _no_activation_checkpointing(model)
     config = json.loads(CONFIG_PATH.read_text())
     cache = build_cache(out / "cache", clips=cfg.clips, seed=cfg.seed,
                         options=CorpusOptions(mood_tempo_coupling=cfg.mood_tempo_coupling),
