@@ -10,7 +10,7 @@ import math
 import typing as tp
 from pathlib import Path
 
-__all__ = ["impact_heatmap", "curve_grid", "bench_markdown"]
+__all__ = ["impact_heatmap", "curve_grid", "retained_bars", "bench_markdown"]
 
 
 def _plt() -> tp.Any:
@@ -76,14 +76,54 @@ def curve_grid(curves: dict[str, dict[str, list[tp.Any]]], cutoffs: dict[str, fl
     return path
 
 
+def retained_bars(multi: dict[str, tp.Any], path: Path) -> Path:
+    """Retained alignment (together / alone) per combination of two or more concepts, one bar per
+    steered concept; beside it, mood raw vs orthogonalised against tempo (when measured)."""
+    plt = _plt()
+    combos = [c for c in multi["combos"].values() if len(c["steered"]) > 1]
+    ortho = multi["ortho"]
+    fig, axes = plt.subplots(1, 1 if ortho["skipped"] else 2, figsize=(11, 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [3] if ortho["skipped"] else [3, 1]})
+    ax, colors = axes[0][0], {n: f"C{i}" for i, n in enumerate(multi["concepts"])}
+    width = 0.8 / max(1, max((len(c["steered"]) for c in combos), default=1))
+    for i, c in enumerate(combos):
+        for j, n in enumerate(c["steered"]):
+            x, v = i + (j - (len(c["steered"]) - 1) / 2) * width, c["retained"][n]
+            ax.bar(x, 0.0 if v is None else v, width, color=colors[n],
+                   label=n if n not in ax.get_legend_handles_labels()[1] else None)
+            if v is None:  # the concept did not move alone: no ratio
+                ax.text(x, 0.0, "n/a", ha="center", va="bottom", fontsize=7)
+    ax.axhline(1.0, color="grey", lw=1)
+    ax.set_xlim(-0.6, len(combos) - 0.4)
+    ax.set_xticks(range(len(combos)), ["+".join(c["steered"]) for c in combos], fontsize=8)
+    ax.set_ylabel("retained alignment (together / alone)")
+    ax.set_title(f"concepts steered together at alpha +{multi['alpha']:g}", fontsize=9)
+    ax.legend(fontsize=7)
+    if not ortho["skipped"]:
+        ax2 = axes[0][1]
+        vals = [ortho[k] for k in ("tempo_drift_raw", "tempo_drift_ortho", "mood_shift_raw", "mood_shift_ortho")]
+        ax2.bar(range(4), [0.0 if v is None else v for v in vals], color=["C3", "C2", "C3", "C2"])
+        ax2.axhline(0.0, color="grey", lw=0.5)
+        ax2.set_xticks(range(4), ["tempo\ndrift\nraw", "tempo\ndrift\northo", "mood\nshift\nraw",
+                                  "mood\nshift\northo"], fontsize=7)
+        ax2.set_title("mood raw vs orthogonalised\nagainst tempo", fontsize=9)
+        ax2.set_ylabel("concept units")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _f(v: float | None, nd: int = 4) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     return f"{v:.{nd}g}"
 
 
-def bench_markdown(summary: dict[str, tp.Any], pictures: dict[str, str]) -> str:
-    """The report: settings, localisation, the main table, the verdicts, SAE health, pictures."""
+def bench_markdown(summary: dict[str, tp.Any], pictures: dict[str, str], *, sections: tp.Sequence[str] = ()) -> str:
+    """The report: settings, localisation, the main table, the verdicts, SAE health, ``sections``
+    (ready-made markdown, e.g. the multi-concept one), pictures."""
     cfg = summary["config"]
     out = [f"# steerbridge bench — model `{summary['model']}`", "",
            f"fingerprint `{summary['fingerprint']}`, {summary['renders']} renders in {summary['elapsed_s']:.1f} s. "
@@ -122,5 +162,6 @@ def bench_markdown(summary: dict[str, tp.Any], pictures: dict[str, str]) -> str:
         for l, st in summary["sae_stats"].items():
             out.append(f"| {l} | {_f(st['fvu'], 3)} | {st['dead_fraction']:.1%} | {st['dense_fraction']:.1%} | "
                        f"{st['samples']} |")
-    out += ["", "## Pictures", ""] + [f"![{k}]({v})" for k, v in pictures.items()]
+    out += [""] + [s.rstrip("\n") + "\n" for s in sections]
+    out += ["## Pictures", ""] + [f"![{k}]({v})" for k, v in pictures.items()]
     return "\n".join(out) + "\n"

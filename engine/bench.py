@@ -16,6 +16,9 @@ One run, side by side, on one resident model (TADA Sec. 5 on a small scale):
 4. *Evaluate.* Per held-out prompt: the alpha = 0 render, the prompt-swap
    renders that calibrate the shared cutoff, and the sweeps; AUC and smoothness
    per direction (engine/evaluate.py).
+5. *Multi-concept* (``multi``). The localized CAA vectors steered in pairs and
+   triples at the largest alpha, and mood orthogonalised against tempo
+   (engine/multiconcept.py).
 
 Activation alphas are in units of the site's mean activation norm
 (``alpha_units="norm"``), so methods whose raw vectors differ in scale
@@ -40,6 +43,7 @@ from engine.errors import EngineError
 from engine.evaluate import Curve, curve_auc, direction_curve, preservation_distance, smoothness
 from engine.extract import extract_caa
 from engine.frames import SiteFrames, collect_site_frames
+from engine.multiconcept import MultiResult, from_bench
 from engine.patching import activation_patching
 from engine.probes import probe_activations
 from engine.prompt_blend import render_blend
@@ -74,6 +78,7 @@ class BenchConfig:
     sae_batch: int = 256
     sae_top: int = 4
     max_frames: int | None = 256
+    multi: bool = True  # pairs/triples of concepts + mood orthogonalised against tempo (needs "caa")
 
     @classmethod
     def quick(cls) -> "BenchConfig":
@@ -130,6 +135,7 @@ class BenchResult:
     sae_stats: dict[int, dict[str, float]] = field(default_factory=dict)
     saes: dict[int, tp.Any] = field(default_factory=dict)  # layer -> TopKSAE (shared by all concepts)
     vectors: dict[str, ConceptVector] = field(default_factory=dict)  # "concept/method/variant"
+    multi: MultiResult | None = None  # None: config.multi off
     renders: int = 0
     elapsed_s: float = 0.0
 
@@ -199,6 +205,9 @@ def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] 
         res.renders += (2 * len(pos.prompts)) if "caa" in config.methods else 0
         res.vectors.update({f"{c.name}/{k}": v for k, (v, _) in vectors.items()})
         _evaluate(model, c, config, vectors, res, gen, say)
+    if config.multi:  # one concept (quick): skipped with its reason, no renders
+        res.multi = from_bench(model, res, log=say)
+        res.renders += res.multi.renders
     res.elapsed_s = time.perf_counter() - t0
     return res
 

@@ -22,7 +22,8 @@ from engine import descriptors
 from engine.errors import EngineError
 from engine.extract import expand_templates
 
-__all__ = ["Concept", "CONCEPTS", "get_concept", "DESCRIPTORS", "EXTRACT_BASES", "HELD_OUT_BASES"]
+__all__ = ["Concept", "CONCEPTS", "get_concept", "DESCRIPTORS", "EXTRACT_BASES", "HELD_OUT_BASES",
+           "NEUTRAL_BASES", "NEUTRAL_HELD_OUT"]
 
 # Base prompts the vectors are extracted from, and held-out ones they are judged on
 # (same vocabulary, different instrument words and nouns: no prompt is reused).
@@ -35,7 +36,12 @@ DESCRIPTORS: dict[str, Callable[[np.ndarray, int], float]] = {
     "tempo_bpm": descriptors.tempo_bpm,
     "mode_score": descriptors.mode_score,
     "loudness_db": descriptors.loudness_db,
+    "sustain": descriptors.sustain,
 }
+
+# Concepts that name the instrument cannot use bases that already name one.
+NEUTRAL_BASES: tuple[str, ...] = ("loop", "melody", "tune with drums", "song")
+NEUTRAL_HELD_OUT: tuple[str, ...] = ("track", "loop with a beat")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class Concept:
     descriptor: str  # key of DESCRIPTORS; grows when the concept is more present
     scale: float  # descriptor units per "one unit" of concept change
     label: str = ""  # what the positive direction sounds like, for reports
+    names_instrument: bool = False  # templates name the instrument: use the neutral bases
 
     def __post_init__(self) -> None:
         if self.descriptor not in DESCRIPTORS:
@@ -57,8 +64,18 @@ class Concept:
             raise EngineError(f"concept '{self.name}': positive and negative templates must pair up "
                               f"({len(self.positive)} vs {len(self.negative)})")
 
+    def bases(self, bases: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+        """The bases this concept really uses: ``bases``, or the neutral set standing in for them
+        when the concept names the instrument itself (held-out stays held-out)."""
+        if not self.names_instrument:
+            return tuple(bases)
+        held_out = any(b in HELD_OUT_BASES for b in bases)
+        pool = NEUTRAL_HELD_OUT if held_out else NEUTRAL_BASES
+        return pool[:max(1, min(len(bases), len(pool)))]
+
     def prompts(self, bases: tuple[str, ...] | list[str] = EXTRACT_BASES) -> tuple[list[str], list[str]]:
         """Positive and negative prompts, paired index by index (same base, same template slot)."""
+        bases = self.bases(bases)
         return expand_templates(self.positive, bases), expand_templates(self.negative, bases)
 
     def pairs(self, bases: tuple[str, ...] | list[str] = EXTRACT_BASES) -> list[tuple[str, str]]:
@@ -80,6 +97,11 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in (
             descriptor="centroid_hz", scale=300.0, label="brighter (higher centroid)"),
     Concept("drums", positive=("{base} with drums",), negative=("{base} no drums",),
             descriptor="onset_rate", scale=1.0, label="with drums (more onsets/s)"),
+    Concept("density", positive=("busy {base}", "dense {base}"), negative=("sparse {base}", "minimal {base}"),
+            descriptor="onset_rate", scale=1.0, label="busier (more notes/s)"),
+    Concept("instrument", positive=("synth pad {base}", "strings {base}"),
+            negative=("plucked synth {base}", "harp {base}"), descriptor="sustain", scale=0.1,
+            label="pad, not pluck (held notes)", names_instrument=True),
 )}
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "spectral_centroid",
     "onset_rate",
     "tempo_bpm",
+    "sustain",
     "mode_score",
     "loudness_db",
     "chroma",
@@ -93,6 +94,22 @@ def onset_rate(audio: np.ndarray, sr: int) -> float:
     height = local + 0.3 * np.percentile(flux, 99)
     peaks, _ = signal.find_peaks(flux, height=height, distance=max(1, int(0.06 * sr / _HOP)))
     return float(len(peaks) / (len(_mono(audio)) / sr))
+
+
+def sustain(audio: np.ndarray, sr: int) -> float:
+    """Fraction of 32 ms frames within 12 dB of the clip's loud level (its 95th percentile).
+
+    Held notes (a pad) keep most frames near the top; plucked and struck notes
+    decay between onsets, so fewer do. Scale-free (a level ratio), in 0..1.
+    """
+    x = _mono(audio)
+    hop = max(1, int(0.032 * sr))
+    frames = len(x) // hop
+    if frames < 2:
+        return 0.0
+    rms = np.sqrt(np.mean(x[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-9
+    level = 20 * np.log10(rms)
+    return float(np.mean(level >= np.percentile(level, 95) - 12.0))
 
 
 def tempo_bpm(audio: np.ndarray, sr: int) -> float:

@@ -13,7 +13,7 @@ from bridge.cache import LoopCache, loop_key
 from bridge.jobs import RenderJob, VectorTerm, render_job_for
 from bridge.presets import load_preset
 
-DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.toml"
+DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 
 
 def loop(mb: float, fill: float = 0.0) -> np.ndarray:

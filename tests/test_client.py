@@ -14,7 +14,7 @@ from bridge.client import EngineJobError, InProcessClient, JobCancelledError, Wo
 from bridge.jobs import Progress, RenderJob, SweepJob, VectorTerm, WorkerEvent, render_job_for
 from bridge.presets import load_preset
 
-DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.toml"
+DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 SHORT = dict(seconds=0.5)
 
 

@@ -32,8 +32,8 @@ PRESETS = ROOT / "presets"
 @pytest.fixture()
 def preset_path(tmp_path: Path) -> Path:
     shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
-    shutil.copy(PRESETS / "demo.toml", tmp_path / "demo.toml")
-    return tmp_path / "demo.toml"
+    shutil.copy(PRESETS / "tiny.toml", tmp_path / "tiny.toml")
+    return tmp_path / "tiny.toml"
 
 
 # --- atomic writes -----------------------------------------------------------------
@@ -51,7 +51,7 @@ def test_a_failing_rename_keeps_the_old_preset_and_leaves_no_temp_file(preset_pa
         set_midi_binding(preset, "mood", MidiBinding(channel=2, cc=10))
     monkeypatch.undo()
     assert preset_path.read_bytes() == before
-    assert sorted(p.name for p in preset_path.parent.iterdir()) == ["demo.toml", "vectors"]
+    assert sorted(p.name for p in preset_path.parent.iterdir()) == ["tiny.toml", "vectors"]
 
 
 def test_a_failing_write_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:

@@ -66,6 +66,16 @@ def test_encode_shape_and_normalisation(codec: MelCodec, clips: list) -> None:
         codec.encode(torch.zeros(1, 1, 1001))
 
 
+def test_generated_like_latents_decode_without_blowing_up(codec: MelCodec) -> None:
+    """Latents no real audio gives (as a model samples them) must not explode in decoding
+    (the pseudo-inverse did: ~60 dB too loud, all energy near 250 Hz)."""
+    z = torch.randn(2, codec.encoded_channels, 64, generator=torch.Generator().manual_seed(0)) * 1.5
+    z[1, 60:] += 2.0  # bright: high bands up
+    out = codec.decode(z)[:, 0].numpy()
+    assert np.isfinite(out).all() and np.abs(out).max() <= 0.99 + 1e-6
+    assert describe(out[1], SR).centroid_hz > describe(out[0], SR).centroid_hz + 300
+
+
 def test_decode_is_deterministic_and_keeps_descriptors(codec: MelCodec, clips: list) -> None:
     audio = torch.from_numpy(np.stack([c.audio for c in clips[:8]]))[:, None]
     z = codec.encode(audio)
@@ -76,7 +86,8 @@ def test_decode_is_deterministic_and_keeps_descriptors(codec: MelCodec, clips: l
     for clip, y in zip(clips[:8], out[:, 0].numpy()):
         a, b = describe(clip.audio, SR), describe(y, SR)
         assert b.centroid_hz == pytest.approx(a.centroid_hz, rel=0.1)
-        assert np.sign(b.mode_score) == np.sign(a.mode_score)
+        if abs(a.mode_score) >= 0.05:  # a near-neutral clip may land either side of 0
+            assert np.sign(b.mode_score) == np.sign(a.mode_score)
         assert b.onset_rate == pytest.approx(a.onset_rate, abs=0.75)
 
 

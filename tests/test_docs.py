@@ -23,7 +23,7 @@ def addresses_in_maxpat() -> set[str]:
 
 
 def test_max_patch_addresses_are_handled():
-    preset = load_preset(ROOT / "presets" / "demo.toml")
+    preset = load_preset(ROOT / "presets" / "tiny.toml")
     server = OscServer(ControlState(preset), port=0, presets_dir=ROOT / "presets")
     addrs = addresses_in_maxpat() - {"/steer/loop", "/steer/progress", "/steer/error"}  # feedback, not input
     assert {"/steer/play", "/steer/stop", "/steer/subscribe", "/steer/prompt", "/steer/seed"} <= addrs

@@ -30,7 +30,7 @@ from engine.errors import VectorFileError
 from engine.vectors import load_vector
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
-DEMO_TEXT = (PRESETS / "demo.toml").read_text()
+DEMO_TEXT = (PRESETS / "tiny.toml").read_text()
 FIX = re.compile(r"expected|allowed keys|missing required key|fix|use |remove|give each|needs the key|make it|"
                  r"write \[\[knob\]\]|is only used with")
 FUZZ = settings(max_examples=150, deadline=None,
@@ -127,14 +127,14 @@ def test_huge_integer_in_a_number_field_is_a_preset_error(folder: Path) -> None:
 @FUZZ
 @given(st.text(max_size=200))
 def test_failed_preset_over_osc_leaves_the_state_unchanged(folder: Path, text: str) -> None:
-    shutil.copy(PRESETS / "demo.toml", folder / "demo.toml")
+    shutil.copy(PRESETS / "tiny.toml", folder / "tiny.toml")
     (folder / "bad.toml").write_text("[model]\nsource = 'tiny'\n" + text, encoding="utf-8")
     try:
         load_preset(folder / "bad.toml")
         assume(False)  # the text happened to be valid
     except PresetError:
         pass
-    state = ControlState(load_preset(folder / "demo.toml"))
+    state = ControlState(load_preset(folder / "tiny.toml"))
     server = OscServer(state, port=0, presets_dir=folder)
     try:
         feed = server.dispatcher.call_handlers_for_packet

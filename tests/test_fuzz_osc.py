@@ -94,8 +94,8 @@ def test_every_family_is_generated_and_mostly_refused() -> None:
 @pytest.fixture()
 def server(tmp_path: Path):
     shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
-    shutil.copy(PRESETS / "demo.toml", tmp_path / "demo.toml")
-    state = ControlState(load_preset(tmp_path / "demo.toml"))
+    shutil.copy(PRESETS / "tiny.toml", tmp_path / "tiny.toml")
+    state = ControlState(load_preset(tmp_path / "tiny.toml"))
     # An hour between repeats: in this test every kind must be logged exactly once.
     osc = OscServer(state, port=0, presets_dir=tmp_path, log_every_s=3600).start()
     yield osc

@@ -30,8 +30,8 @@ def nrpn(number: int, value14: int, channel: int = 0, *, lsb: bool = True) -> li
 @pytest.fixture()
 def preset_path(tmp_path: Path) -> Path:
     shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
-    shutil.copy(PRESETS / "demo.toml", tmp_path / "demo.toml")
-    return tmp_path / "demo.toml"
+    shutil.copy(PRESETS / "tiny.toml", tmp_path / "tiny.toml")
+    return tmp_path / "tiny.toml"
 
 
 @pytest.fixture()

@@ -23,8 +23,8 @@ SENDER = ("127.0.0.1", 45678)
 @pytest.fixture()
 def presets_dir(tmp_path: Path) -> Path:
     shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
-    shutil.copy(PRESETS / "demo.toml", tmp_path / "demo.toml")
-    text = (PRESETS / "demo.toml").read_text().replace('name = "brightness"', 'name = "air"')
+    shutil.copy(PRESETS / "tiny.toml", tmp_path / "tiny.toml")
+    text = (PRESETS / "tiny.toml").read_text().replace('name = "brightness"', 'name = "air"')
     (tmp_path / "other.toml").write_text(text.replace('osc = "/steer/knob/brightness"', ""))
     (tmp_path / "broken.toml").write_text("[model]\nsource = 'tiny'\n")
     return tmp_path
@@ -32,7 +32,7 @@ def presets_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def osc(presets_dir: Path):
-    state = ControlState(load_preset(presets_dir / "demo.toml"))
+    state = ControlState(load_preset(presets_dir / "tiny.toml"))
     server = OscServer(state, port=0, presets_dir=presets_dir)
     yield server
     server.stop()
@@ -115,14 +115,14 @@ def test_bad_arguments_are_answered_with_an_error(osc: OscServer, address: str, 
 
 def test_preset_outside_folder_via_symlink_is_refused(osc: OscServer, presets_dir: Path, tmp_path_factory) -> None:
     outside = tmp_path_factory.mktemp("outside") / "evil.toml"
-    outside.write_text((presets_dir / "demo.toml").read_text())
+    outside.write_text((presets_dir / "tiny.toml").read_text())
     (presets_dir / "link.toml").symlink_to(outside)
     feed(osc, "/steer/preset", "link.toml")
     assert "is not a preset file inside" in errors(osc)[0][1]
 
 
 def test_receive_buffer_is_large() -> None:
-    state = ControlState(load_preset(PRESETS / "demo.toml"))
+    state = ControlState(load_preset(PRESETS / "tiny.toml"))
     server = OscServer(state, port=0)
     try:
         got = server._server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # noqa: SLF001
@@ -197,7 +197,7 @@ def test_udp_subscribe_to_another_port_and_every_address(live) -> None:
     assert wait_for(lambda: len(osc.feedback.subscribers) == 1)
     for address, args in [("/steer/knob/tempo", [0.0]), ("/steer/alpha/mood", [-4.0]), ("/steer/prompt", ["ambient"]),
                           ("/steer/seed", [11]), ("/steer/learn", ["mood"]), ("/steer/play", []),
-                          ("/steer/stop", []), ("/steer/preset", ["demo.toml"])]:
+                          ("/steer/stop", []), ("/steer/preset", ["tiny.toml"])]:
         peer.send(address, *args)
     assert wait_for(lambda: osc.state.snapshot().prompt == osc.state.snapshot().preset.scene.prompt
              and osc.state.version >= 8)

@@ -35,8 +35,8 @@ def layout(tmp_path: Path) -> Path:
     for folder in (presets, tmp_path / "outside", presets / "sub"):
         folder.mkdir(exist_ok=True)
         shutil.copytree(PRESETS / "vectors", folder / "vectors", dirs_exist_ok=True)
-        shutil.copy(PRESETS / "demo.toml", folder / ("ok.toml" if folder.name == "sub" else "demo.toml"))
-    shutil.copy(PRESETS / "demo.toml", tmp_path / "outside" / "evil.toml")
+        shutil.copy(PRESETS / "tiny.toml", folder / ("ok.toml" if folder.name == "sub" else "demo.toml"))
+    shutil.copy(PRESETS / "tiny.toml", tmp_path / "outside" / "evil.toml")
     (presets / "linkdir").symlink_to(tmp_path / "outside", target_is_directory=True)
     (presets / "link.toml").symlink_to(tmp_path / "outside" / "evil.toml")
     return presets

@@ -68,7 +68,7 @@ def test_load_good_preset(tmp_path: Path) -> None:
 
 
 def test_shipped_presets_load() -> None:
-    demo = load_preset(PRESETS / "demo.toml")  # vectors must exist
+    demo = load_preset(PRESETS / "tiny.toml")  # vectors must exist
     assert demo.model.source == "tiny" and len(demo.knobs) >= 2
     assert all(demo.vector_path(k).is_file() for k in demo.knobs)
     sao = load_preset(PRESETS / "stable-audio-open.example.toml", check_files=False)

@@ -15,7 +15,7 @@ from bridge.presets import load_preset, save_preset
 from bridge.scheduler import LoopReady, RenderScheduler
 from bridge.state import ControlState
 
-DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.toml"
+DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from bridge.presets import load_preset
 from bridge.state import Change, ControlState
 
-DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.toml"
+DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 
 
 @pytest.fixture()

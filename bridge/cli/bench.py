@@ -17,9 +17,11 @@ EPILOG = """examples:
 
 Runs CAA, AUSteer, SAE (each on the functional layers found by activation patching, on
 all layers, and on all but the functional ones) and the prompt-blend baseline, for each
-concept, on held-out prompts, at +-alphas. Writes DIR/report.md, DIR/*.png, DIR/summary.json
-and the vectors (DIR/vectors/*.safetensors); prints the headline figures last, one per
-line, or the whole summary with --json."""
+concept, on held-out prompts, at +-alphas. With two or more concepts, their localized CAA
+vectors are then steered in pairs and triples at the largest alpha, and mood is compared
+with mood orthogonalised against tempo (--no-multi skips this). Writes DIR/report.md,
+DIR/*.png, DIR/summary.json and the vectors (DIR/vectors/*.safetensors); prints the
+headline figures last, one per line, or the whole summary with --json."""
 
 
 def set_threads(threads: int | None, *, quick: bool) -> None:
@@ -49,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float)
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--no-multi", action="store_true", help="skip the multi-concept part (pairs, triples, mood "
+                                                            "orthogonalised against tempo)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 with --quick)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -70,6 +74,8 @@ def _config(args: argparse.Namespace):
             changes["alphas"] = tuple(float(a) for a in args.alphas.split(","))
         except ValueError:
             raise ValueError(f"--alphas {args.alphas!r} must be comma-separated numbers, e.g. 0.25,0.5,1") from None
+    if args.no_multi:
+        changes["multi"] = False
     for name in ("seconds", "steps", "seed"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     from dataclasses import asdict
 
-    from bridge.benchplots import bench_markdown, curve_grid, impact_heatmap
+    from bridge.benchplots import bench_markdown, curve_grid, impact_heatmap, retained_bars
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -133,14 +139,18 @@ def run(args: argparse.Namespace) -> int:
         curves = {k.split("/", 1)[1]: v for k, v in res.curves.items() if k.startswith(f"{concept}/")}
         pictures[f"{concept} curves"] = curve_grid(curves, res.cutoffs[concept], out / f"curves_{concept}.png",
                                                    title=f"{concept}: alignment vs preservation")
+    multi = res.multi.as_dict() if res.multi is not None else None
+    if multi is not None and not multi["skipped"]:
+        pictures["multi-concept retained alignment"] = retained_bars(multi, out / "multi_retained.png")
     summary = _clean({
         "model": res.model, "fingerprint": res.fingerprint, "config": asdict(cfg), "renders": res.renders,
         "elapsed_s": round(res.elapsed_s, 2), "localization": loc, "rows": [r.as_dict() for r in res.rows],
         "verdicts": res.summary(), "cutoffs": res.cutoffs, "prompt_swap": res.prompt_swap,
-        "sae_stats": res.sae_stats,
+        "sae_stats": res.sae_stats, "multi": multi,
     })
     rel = {k: Path(v).name for k, v in pictures.items()}
-    (out / "report.md").write_text(bench_markdown(summary, rel))
+    sections = [res.multi.markdown()] if res.multi is not None else []
+    (out / "report.md").write_text(bench_markdown(summary, rel, sections=sections))
     summary.update(report=str(out / "report.md"), pictures=[str(p) for p in pictures.values()],
                    total_s=round(time.perf_counter() - t0, 2))
     import json
@@ -153,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     for key, v in summary["verdicts"].items():
         print(f"{key}_auc_localized: {v['localized']}")
         print(f"{key}_localized_beats_all: {v['beats_all']}")
+    if multi is not None and multi["ortho"]["skipped"] is None:
+        print(f"mood_ortho_tempo_drift_remaining: {multi['ortho']['drift_remaining']}")
     print(f"renders: {res.renders}")
     print(f"bench_s: {summary['total_s']}")
     return 0

@@ -1,9 +1,10 @@
 """`steerbridge demo`: the main job, on a fresh machine, with nothing to download.
 
-Renders a steered sweep of one knob of the bundled demo preset (same prompt,
-same seed, knob from 0 to 1) to WAV files and a spectrogram-grid picture, and
-says where they are. With ``--play`` it serves the preset live instead
-(`steerbridge serve`), on the default audio device or the given ``--output``.
+On a machine with an audio output it serves the bundled demo preset live
+(`steerbridge serve`: knobs by MIDI, OSC or `steerbridge gui`) and plays it;
+without one it renders a steered sweep of one knob (same prompt, same seed,
+knob from 0 to 1) to WAV files and a spectrogram-grid picture and says where
+they are. ``--play`` / ``--render`` choose instead of asking the machine.
 """
 
 from __future__ import annotations
@@ -25,10 +26,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--knob", help="knob to sweep (default: the preset's first knob)")
     p.add_argument("--stops", type=int, default=5, help="number of knob values in the sweep (default 5)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
-    p.add_argument("--play", action="store_true", help="serve the preset live instead of rendering offline")
-    p.add_argument("--output", default="default", help="with --play: audio device, wav:DIR or null")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--play", action="store_true", help="serve the preset live (default when an audio output exists)")
+    mode.add_argument("--render", action="store_true", help="render the sweep offline (default without audio output)")
+    p.add_argument("--output", default="default", help="live: audio device, wav:DIR or null (default: default)")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def _audio_output() -> str | None:
+    """The default audio output as "name (host API)", or None when PortAudio or a device is missing."""
+    from bridge.portaudio import SinkUnavailable, import_sounddevice, resolve_output_device
+
+    try:
+        sd = import_sounddevice()
+        _, info, api = resolve_output_device(sd, None)
+    except (SinkUnavailable, OSError, ValueError, RuntimeError):
+        return None
+    return f"{info['name']} ({api})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
         preset = load_preset(args.preset)
     except (PresetError, OSError) as exc:
         return fail(str(exc))
-    if args.play:
+    device = None if args.render else _audio_output()
+    if args.play or device is not None:
         from bridge.cli import main
 
+        if not args.json:
+            print(f"Serving {args.preset.name} live on {device or args.output}; Ctrl-C stops. "
+                  "(`steerbridge demo --render` renders the offline sweep instead.)", flush=True)
         return main(["serve", "--preset", str(args.preset), "--output", args.output])
     if not preset.knobs:
         return fail(f"{args.preset} has no [[knob]] to sweep")
@@ -55,5 +74,6 @@ def run(args: argparse.Namespace) -> int:
     code = render.run(ns)
     if code == 0 and not args.json:
         print(f"\nDemo sweep of knob '{knob}' from {args.preset}: WAV files and the spectrogram grid are in "
-              f"{args.out.resolve()}/ . Play them, or run `steerbridge demo --play` to steer live.")
+              f"{args.out.resolve()}/ . No audio output was found (or --render was given): play the WAVs, "
+              "or run `steerbridge demo --play` on a machine with audio to steer live.")
     return code
