@@ -33,7 +33,7 @@ from engine.demo.codec import MelCodec
 from engine.demo.corpus import CorpusOptions, make_clip
 from engine.descriptors import describe
 
-__all__ = ["CONTRASTS", "CorpusCache", "build_cache", "class_gaps"]
+__all__ = ["CONTRASTS", "CorpusCache", "build_cache", "class_gaps", "synthetic_class_gaps"]
 
 _STATS_CLIPS = 512  # clips the band statistics are fitted on
 _GAP_CLIPS = 600  # clips described for the per-class descriptor means
@@ -145,7 +145,29 @@ def _class_means(attrs: list[Attributes], descs: list[dict[str, float]]) -> dict
     return out
 
 
+def _gaps(class_means: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {a: class_means[d][f"{a}={p}"] - class_means[d][f"{a}={n}"] for a, (p, n, d) in CONTRASTS.items()}
+
+
 def class_gaps(cache: CorpusCache) -> dict[str, float]:
     """Training-data gap per contrast (positive class minus negative) on its descriptor."""
-    return {a: cache.class_means[d][f"{a}={p}"] - cache.class_means[d][f"{a}={n}"]
-            for a, (p, n, d) in CONTRASTS.items()}
+    return _gaps(cache.class_means)
+
+
+def synthetic_class_gaps(clips: int = 300, *, seed: int = 0,
+                         options: CorpusOptions | None = None) -> dict[str, float]:
+    """:func:`class_gaps` without a cache: synthesise and describe ``clips`` corpus clips.
+
+    The seeds are the training corpus' own (``seed * 1e6 + i``), so with the
+    training options these are the clips :func:`build_cache` describes (its
+    first 640: the ``_GAP_CLIPS`` limit is checked once per 128-clip chunk);
+    ``clips=640`` reproduces the cache's gaps exactly.
+    """
+    options = options or CorpusOptions()
+    attrs: list[Attributes] = []
+    descs: list[dict[str, float]] = []
+    for i in range(clips):
+        clip = make_clip(seed * 1_000_000 + i, options=options)
+        attrs.append(clip.attrs)
+        descs.append(describe(clip.audio, options.sample_rate).as_dict())
+    return _gaps(_class_means(attrs, descs))

@@ -1,0 +1,399 @@
+"""The demo model's acceptance numbers (issue 3) in one run: JSON, model-card markdown, pictures.
+
+    .venv/bin/python benchmarks/demo_acceptance.py [--preset presets/demo.toml] [--out out/acceptance]
+
+1. Prompt following (demo model family, i.e. a MiniLM conditioner, only): same-seed caption
+   pairs differing in one attribute word (engine/demo/follow.py). Pass: the descriptor moves
+   the prompted way in >= 85 % of pairs, paired effect size >= 0.8, mean shift >= 1/3 of the
+   training data's class gap (measured on freshly synthesised corpus clips).
+2. Steering with the preset's vectors, built as the live bridge builds them (render_job_for +
+   JobRunner: the knob's layers, alpha units, CFG mode, orthogonalisation, other knobs at 0):
+   neutral prompts, one seed, 7 alphas evenly across [alpha_min, alpha_max] plus the alpha = 0
+   reference. Pass: mean per-prompt Spearman rho(alpha, descriptor) >= 0.9, relative shift
+   (mean at alpha_max - mean at alpha_min) / |mean at 0| >= 30 %, and every render within the
+   prompt-swap distance of its alpha = 0 render (the median, over ordered pairs of different
+   neutral prompts, of the preservation distance between their alpha = 0 renders).
+3. Speed: a 4 s loop at the preset's steps and CFG (torch), one warm-up then the median of 5
+   renders, unsteered and with every knob at alpha_max. Pass: the slower median <= 0.5 s.
+
+Brightness and tempo (and speed) gate the verdict; the rest is reported the same way.
+Writes acceptance.json, acceptance.md, sweep_<knob>.png and curve_<knob>.png into --out.
+Progress goes to stderr; headline figures come last, one per line, as ``name: value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import time
+import typing as tp
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bridge.jobs import JobFailed, RenderResult, render_job_for
+from bridge.pictures import sweep_grid
+from bridge.presets import Knob, Preset, load_preset
+from bridge.worker import JobRunner
+from engine.concepts import CONCEPTS, EXTRACT_BASES
+from engine.evaluate import preservation_distance
+
+GATING = ("brightness", "tempo")
+FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
+STEER = {"rho": 0.9, "relative_shift": 0.30}
+SPEED = {"seconds": 4.0, "max_render_s": 0.5}
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def render(runner: JobRunner, job: tp.Any) -> RenderResult:
+    """One job through the bridge's own job runner; raises with the engine's message on failure."""
+    events: list[tp.Any] = []
+    runner.run(0, job, emit=events.append, cancelled=lambda: False)
+    for e in events:
+        if isinstance(e, JobFailed):
+            raise RuntimeError(f"{e.kind}: {e.error}")  # noqa: TRY004
+    return next(e for e in events if isinstance(e, RenderResult))
+
+
+def is_demo_family(config: dict) -> bool:
+    confs = config.get("model", {}).get("conditioning", {}).get("configs", [])
+    return any(str(c.get("type", "")).startswith("steerbridge_minilm") for c in confs)
+
+
+# --- 1. prompt following ---------------------------------------------------------------------------
+def follow_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
+    if not is_demo_family(runner.model.config):
+        return {"skipped": "the model's text conditioner is not MiniLM (not the demo model family): "
+                           "prompt following is measured on the demo vocabulary only"}
+    from engine.demo.corpus import CorpusOptions
+    from engine.demo.data import synthetic_class_gaps
+    from engine.demo.follow import prompt_following
+    from engine.demo.train import TrainConfig
+
+    log(f"class gaps: synthesising {args.gap_clips} corpus clips")
+    gaps = synthetic_class_gaps(args.gap_clips, options=CorpusOptions(
+        mood_tempo_coupling=TrainConfig.mood_tempo_coupling))
+    log(f"prompt following: {args.pairs} pairs x {len(gaps)} contrasts")
+    runner.model.detach_steering()  # sample_rf runs the raw wrapper: no steering may be left attached
+    stats = prompt_following(runner.model.model, gaps=gaps, pairs=args.pairs, steps=preset.model.steps,
+                             cfg_scale=preset.model.cfg_scale, seed=args.seed)
+    out = {}
+    for s in stats:
+        log(s.line())
+        ok = all(getattr(s, k) >= v for k, v in FOLLOW.items())
+        out[s.attribute] = {**dataclasses.asdict(s), "pass": ok, "gating": s.attribute in GATING}
+    return {"gap_clips": args.gap_clips, "gaps": gaps, "contrasts": out}
+
+
+# --- 2. steering -----------------------------------------------------------------------------------
+def sweep_alphas(knob: Knob, n: int) -> list[float]:
+    alphas = [float(a) for a in np.linspace(knob.alpha_min, knob.alpha_max, n)]
+    return [0.0 if abs(a) < 1e-9 * max(1.0, abs(knob.alpha_max - knob.alpha_min)) else a for a in alphas]
+
+
+def spearman(x: tp.Sequence[float], y: tp.Sequence[float]) -> float:
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: nan, reported as such
+        rho = float(spearmanr(x, y).statistic)
+    return rho if math.isfinite(rho) else math.nan
+
+
+def references(runner: JobRunner, preset: Preset, prompts: tuple[str, ...], args: argparse.Namespace,
+               cache: dict) -> tuple[dict[str, np.ndarray], float]:
+    """alpha = 0 renders of ``prompts`` (cached) and their prompt-swap distance (median over pairs)."""
+    for p in prompts:
+        if p not in cache:
+            cache[p] = render(runner, render_job_for(preset, {}, prompt=p, seed=args.seed,
+                                                     seconds=args.seconds)).audio
+    sr = runner.model.sample_rate
+    d = [preservation_distance(cache[a], cache[b], sr) for a in prompts for b in prompts if a != b]
+    return {p: cache[p] for p in prompts}, float(np.median(d)) if d else math.nan
+
+
+def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Namespace, cache: dict) -> dict:
+    concept = CONCEPTS.get(knob.name)
+    if concept is None:
+        return {"skipped": f"'{knob.name}' is not a concept in engine.concepts ({', '.join(CONCEPTS)}): "
+                           "no descriptor to judge it by"}
+    prompts = concept.bases(args.prompts)
+    refs, cutoff = references(runner, preset, prompts, args, cache)
+    alphas = sweep_alphas(knob, args.alphas)
+    sr = runner.model.sample_rate
+    values, dists, first = [], [], []
+    for i, p in enumerate(prompts):
+        log(f"steering {knob.name}: '{p}' x {len(alphas)} alphas")
+        row, drow = [], []
+        for a in alphas:
+            audio = refs[p] if a == 0.0 else render(runner, render_job_for(
+                preset, {knob.name: a}, prompt=p, seed=args.seed, seconds=args.seconds)).audio
+            row.append(concept.score(audio, sr))
+            drow.append(preservation_distance(audio, refs[p], sr))
+            if i == 0:
+                first.append((f"alpha {a:+.2f}", audio))
+        values.append(row)
+        dists.append(drow)
+    ref = [concept.score(refs[p], sr) for p in prompts]
+    rhos = [spearman(alphas, row) for row in values]
+    rho = float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
+    mean = np.mean(values, axis=0)
+    base = abs(float(np.mean(ref)))
+    rel = float((mean[-1] - mean[0]) / base) if base > 0 else math.nan
+    max_d = [max(r) for r in dists]
+    within = [d <= cutoff for d in max_d]
+    ok = (math.isfinite(rho) and rho >= STEER["rho"] and math.isfinite(rel) and rel >= STEER["relative_shift"]
+          and all(within))
+    res = {"concept": concept.name, "descriptor": concept.descriptor, "label": concept.label,
+           "layers": list(knob.layers) if knob.layers else "all in the vector file",
+           "orthogonalize_against": list(knob.orthogonalize_against), "alpha_min": knob.alpha_min,
+           "alpha_max": knob.alpha_max, "alphas": alphas, "prompts": list(prompts), "descriptors": values,
+           "reference": {"alpha": 0.0, "in_sweep": 0.0 in alphas, "descriptors": ref},
+           "rho_per_prompt": rhos, "rho_mean": rho, "relative_shift": rel,
+           "shift_in_scale_units": float((mean[-1] - mean[0]) / concept.scale), "distances": dists,
+           "prompt_swap_distance": cutoff, "max_distance": max_d, "within": within, "all_within": all(within),
+           "pass": bool(ok), "gating": knob.name in GATING}
+    res["pictures"] = pictures(knob.name, first, res, sr, args.out, args.seed)
+    return res
+
+
+def steer_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
+    cache: dict[str, np.ndarray] = {}
+    knobs = {}
+    for knob in preset.knobs:
+        try:
+            knobs[knob.name] = steer_knob(runner, preset, knob, args, cache)
+        except RuntimeError as exc:  # e.g. a vector made for another model: report, judge the rest
+            knobs[knob.name] = {"skipped": f"render failed: {exc}", "pass": False, "gating": knob.name in GATING}
+        if "skipped" in knobs[knob.name]:
+            log(f"steering {knob.name}: skipped ({knobs[knob.name]['skipped']})")
+    return {"seed": args.seed, "seconds": args.seconds,
+            "cutoff_rule": "prompt-swap distance = median over ordered pairs of different neutral prompts of "
+                           "preservation_distance between their alpha = 0 renders (same seed)",
+            "knobs": knobs}
+
+
+def pictures(name: str, renders: list, res: dict, sr: int, out: Path, seed: int) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = sweep_grid(renders, sr, out / f"sweep_{name}.png", title=f"{name}: '{res['prompts'][0]}', seed {seed}")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for p, row, r0 in zip(res["prompts"], res["descriptors"], res["reference"]["descriptors"]):
+        line, = ax.plot(res["alphas"], row, marker="o", label=p)
+        ax.plot([0.0], [r0], marker="*", ms=11, color=line.get_color(), ls="none")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel(res["descriptor"])
+    ax.set_title(f"{name}: mean Spearman rho {res['rho_mean']:.2f} (star: alpha 0)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    curve = out / f"curve_{name}.png"
+    fig.savefig(curve, dpi=110)
+    plt.close(fig)
+    return {"sweep": sweep.name, "curve": curve.name}
+
+
+# --- 3. speed ----------------------------------------------------------------------------------------
+def speed_part(runner: JobRunner, preset: Preset, args: argparse.Namespace, *, skip: set[str]) -> dict:
+    import torch
+
+    seconds, repeats = SPEED["seconds"], args.repeats
+    out: dict[str, tp.Any] = {"backend": "torch", "threads": torch.get_num_threads(), "steps": preset.model.steps,
+                              "cfg_scale": preset.model.cfg_scale, "loop_s": seconds, "repeats": repeats}
+    full = {k.name: k.alpha_max for k in preset.knobs if k.name not in skip}
+    for label, alphas in (("unsteered", {}), ("steered", full)):
+        if label == "steered" and not full:
+            continue
+        if label == "unsteered":
+            runner.model.detach_steering()  # no wrappers at all: the plain model's time
+        job = render_job_for(preset, alphas, seed=args.seed, seconds=seconds)
+        log(f"speed ({label}): 1 warm-up + {repeats} renders of {seconds:g} s")
+        render(runner, job)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            render(runner, job)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        out[label] = {"times_s": times, "median_s": med, "realtime_factor": seconds / med}
+    worst = max(out[k]["median_s"] for k in ("unsteered", "steered") if k in out)
+    out.update(render_s=worst, realtime_factor=seconds / worst, passed=worst <= SPEED["max_render_s"])
+    return out
+
+
+# --- report --------------------------------------------------------------------------------------------
+def clean(x: tp.Any) -> tp.Any:
+    """JSON-safe: nan/inf become null (strict JSON has no NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    return [clean(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+
+def verdict(result: dict) -> dict[str, bool | None]:
+    """Gating checks: True/False, or None when not measured (which fails the verdict)."""
+    follow, knobs = result["follow"].get("contrasts", {}), result["steering"]["knobs"]
+    gates: dict[str, bool | None] = {}
+    for name in GATING:
+        gates[f"follow_{name}"] = follow[name]["pass"] if name in follow else None
+        gates[f"steer_{name}"] = knobs.get(name, {}).get("pass")
+    return {**gates, "speed": result["speed"]["passed"]}
+
+
+def f(v: tp.Any, nd: int = 2, pct: bool = False) -> str:
+    if v is None or isinstance(v, bool):
+        return {None: "n/a", True: "pass", False: "FAIL"}[v]
+    return f"{v:.0%}" if pct else f"{v:.{nd}f}"
+
+
+def gated(name: str, d: dict) -> str:
+    return f"{name} (gating)" if d.get("gating") else name
+
+
+def table(head: list[str], rows: list[list[tp.Any]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows), ""]
+
+
+def markdown(r: dict) -> str:
+    fo, st, sp = r["follow"], r["steering"], r["speed"]
+    lines = [f"## Acceptance: {r['model']['source']} (fingerprint `{r['model']['fingerprint'][:16]}`)", "",
+             f"Verdict: **{f(r['passed'])}** (gating: brightness, tempo, speed). `{r['command']}`", "",
+             "### Prompt following (same-seed pairs differing in one attribute word)", ""]
+    if "skipped" in fo:
+        lines += [f"Skipped: {fo['skipped']}.", ""]
+    else:
+        lines += table(["contrast", "descriptor", "pairs", "moved", "effect size", "mean shift", "class gap",
+                        "shift / gap", ""],
+                       [[gated(a, s), s["descriptor"], s["pairs"], f(s["moved"], pct=True), f(s["effect"]),
+                         f(s["shift"], 3), f(s["gap"], 3), f(s["shift_over_gap"], pct=True), f(s["pass"])]
+                        for a, s in fo["contrasts"].items()])
+        lines += [(f"Pass: moved >= 85 %, effect >= 0.8, shift >= 1/3 of the gap (class gaps from "
+                   f"{fo['gap_clips']} synthesised training-corpus clips)."), ""]
+    rows = []
+    for name, k in st["knobs"].items():
+        if "rho_mean" not in k:
+            rows.append([name, f"skipped: {k['skipped']}", "", "", "", "", ""])
+            continue
+        swap = k["prompt_swap_distance"]
+        rows.append([gated(name, k), k["descriptor"], f"{len(k['alphas'])} in [{k['alpha_min']:g}, {k['alpha_max']:g}]",
+                     f(k["rho_mean"]), f(k["relative_shift"], pct=True),
+                     f(max(k["max_distance"]) / swap if swap else None), f(k["pass"])])
+    lines += ["### Steering with the shipped vectors (neutral prompts, same seed)", "",
+              *table(["knob", "descriptor", "alphas", "mean Spearman rho", "relative shift",
+                      "max distance / prompt swap", ""], rows or [["(no knobs)", "", "", "", "", "", ""]]),
+              (f"Seed {st['seed']}, {st['seconds']:g} s renders. The {st['cutoff_rule']}. Pass: rho >= 0.9, "
+               "relative shift >= 30 %, every render within the prompt-swap distance (ratio <= 1)."), "",
+              "### Speed (torch, this CPU)", "",
+              *table(["render", "steps", "CFG", "loop", "median render", "real-time factor"],
+                     [[label, sp["steps"], f"{sp['cfg_scale']:g}", f"{sp['loop_s']:g} s",
+                       f"{sp[label]['median_s']:.3f} s", f"{sp[label]['realtime_factor']:.1f}x"]
+                      for label in ("unsteered", "steered") if label in sp]),
+              (f"{f(sp['passed'])}: <= 0.5 s per 4 s loop ({sp['threads']} torch threads, "
+               f"load average {r['load_average']})."), ""]
+    for name, k in st["knobs"].items():
+        if "pictures" in k:
+            lines += [f"![{name} sweep]({k['pictures']['sweep']})", f"![{name} curve]({k['pictures']['curve']})", ""]
+    return "\n".join(lines)
+
+
+def headlines(r: dict) -> list[str]:
+    out = [f"follow_{a}_{k}: {f(s[k], 3)}" for a, s in r["follow"].get("contrasts", {}).items()
+           for k in ("moved", "effect", "shift_over_gap")]
+    out += [f"steer_{name}_{label}: {f(k[key], 3) if key != 'all_within' else k[key]}"
+            for name, k in r["steering"]["knobs"].items() if "rho_mean" in k
+            for label, key in (("rho", "rho_mean"), ("relative_shift", "relative_shift"), ("all_within", "all_within"))]
+    return out + [f"speed_render_s: {r['speed']['render_s']:.3f}",
+                  f"speed_realtime_factor: {r['speed']['realtime_factor']:.1f}", f"acceptance_pass: {r['passed']}"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", type=Path, default=Path("presets/demo.toml"), help="preset with the knobs to judge")
+    ap.add_argument("--source", help="model source overriding the preset's (demo, tiny or a model folder)")
+    ap.add_argument("--out", type=Path, default=Path("out/acceptance"), help="output folder")
+    ap.add_argument("--pairs", type=int, default=32, help="prompt-following pairs per contrast")
+    ap.add_argument("--gap-clips", type=int, default=300, help="corpus clips synthesised for the class gaps")
+    ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
+                    help="neutral prompts for steering (instrument + noun; the instrument knob uses "
+                         "engine.concepts' instrument-free bases instead)")
+    ap.add_argument("--seed", type=int, help="seed of every steering render (default: the preset scene's)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of the steering renders")
+    ap.add_argument("--alphas", type=int, default=7, help="alphas per knob, evenly across its range")
+    ap.add_argument("--repeats", type=int, default=5, help="timed renders per speed measurement")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's; --quick: 1, which on a "
+                                                "busy machine is far faster than threads spin-waiting)")
+    ap.add_argument("--skip-follow", action="store_true", help="skip part 1 (prompt following)")
+    ap.add_argument("--quick", action="store_true", help="smoke-run sizes: 2 pairs, 40 gap clips, 2 prompts, "
+                                                         "1 s steering renders, 1 timed render, 1 thread")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.pairs, args.gap_clips, args.prompts = 2, 40, args.prompts[:2]
+        args.seconds, args.repeats, args.threads = 1.0, 1, args.threads or 1
+    args.prompts = tuple(args.prompts)
+    args.command = shlex.join(["benchmarks/demo_acceptance.py", *(sys.argv[1:] if argv is None else argv)])
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    preset = load_preset(args.preset)
+    args.seed = preset.scene.seed if args.seed is None else args.seed
+    source = args.source or preset.model_source()
+    log(f"loading {source} (torch, {preset.model.device})")
+    runner = JobRunner(source, device=preset.model.device, backend="torch")
+    m = runner.model
+    result: dict[str, tp.Any] = {
+        "command": args.command, "preset": str(args.preset), "quick": args.quick,
+        "model": {"source": str(m.source), "fingerprint": m.fingerprint, "demo_family": is_demo_family(m.config)},
+        "settings": {k: getattr(preset.model, k) for k in ("steps", "cfg_scale", "sampler", "cfg_mode",
+                                                           "start_step", "alpha_units")},
+        "thresholds": {"follow": FOLLOW, "steer": STEER, "speed": SPEED, "gating": GATING}}
+    result["follow"] = {"skipped": "--skip-follow"} if args.skip_follow else follow_part(runner, preset, args)
+    result["steering"] = steer_part(runner, preset, args)
+    failed = {n for n, k in result["steering"]["knobs"].items() if "render failed" in k.get("skipped", "")}
+    result["speed"] = speed_part(runner, preset, args, skip=failed)
+    result["gates"] = verdict(result)
+    result["passed"] = all(v is True for v in result["gates"].values())
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _T0
+    _T0 = time.perf_counter()
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)
+    try:
+        result = run(args)
+    finally:
+        torch.set_num_threads(threads)  # main() may run inside another process (the tests)
+    result["elapsed_s"] = time.perf_counter() - _T0
+    result = clean(result)
+    (args.out / "acceptance.json").write_text(json.dumps(result, indent=1))
+    (args.out / "acceptance.md").write_text(markdown(result))
+    log(f"wrote {args.out / 'acceptance.json'} and acceptance.md in {result['elapsed_s']:.0f} s")
+    print("\n".join(headlines(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

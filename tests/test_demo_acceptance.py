@@ -1,0 +1,51 @@
+"""benchmarks/demo_acceptance.py: the --quick smoke run on the tiny preset (~20 s of CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("demo_acceptance", ROOT / "benchmarks" / "demo_acceptance.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_run_on_the_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.presets import load_preset
+
+    preset = load_preset(ROOT / "presets" / "tiny.toml")
+    assert _script().main(["--preset", str(ROOT / "presets" / "tiny.toml"), "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "acceptance.json").read_text())
+    assert "MiniLM" in result["follow"]["skipped"]  # the tiny model is not the demo family
+    knobs = result["steering"]["knobs"]
+    assert list(knobs) == list(preset.knob_names())
+    for knob in preset.knobs:
+        k = knobs[knob.name]
+        assert len(k["alphas"]) == 7 and k["alphas"][0] == knob.alpha_min and k["alphas"][-1] == knob.alpha_max
+        assert k["reference"]["alpha"] == 0.0 and len(k["reference"]["descriptors"]) == len(k["prompts"])
+        assert all(len(row) == 7 for row in k["descriptors"])
+        assert isinstance(k["rho_mean"], float) and -1.0 <= k["rho_mean"] <= 1.0
+        assert isinstance(k["pass"], bool) and k["prompt_swap_distance"] >= 0
+        for picture in k["pictures"].values():
+            assert (tmp_path / picture).stat().st_size > 1000
+    # alpha 0 inside the sweep is the reference render itself: the same descriptor
+    mood = knobs["mood"]
+    assert mood["reference"]["in_sweep"]
+    assert [row[mood["alphas"].index(0.0)] for row in mood["descriptors"]] == mood["reference"]["descriptors"]
+    speed = result["speed"]
+    assert speed["steps"] == preset.model.steps and speed["loop_s"] == 4.0
+    assert math.isclose(speed["realtime_factor"], 4.0 / speed["render_s"])
+    assert result["passed"] is False and result["gates"]["follow_tempo"] is None  # not measured: not a pass
+    assert "| tempo (gating) |" in (tmp_path / "acceptance.md").read_text()
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "acceptance_pass: False" and "steer_brightness_rho: " in "\n".join(out)
