@@ -350,12 +350,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> dict:
+def open_runner(args: argparse.Namespace) -> tuple[Preset, JobRunner]:
+    """The preset and a job runner holding its model (or ``args.source``'s), torch backend."""
     preset = load_preset(args.preset)
-    args.seed = preset.scene.seed if args.seed is None else args.seed
     source = args.source or preset.model_source()
     log(f"loading {source} (torch, {preset.model.device})")
-    runner = JobRunner(source, device=preset.model.device, backend="torch")
+    return preset, JobRunner(source, device=preset.model.device, backend="torch")
+
+
+def run(args: argparse.Namespace) -> dict:
+    preset, runner = open_runner(args)
+    args.seed = preset.scene.seed if args.seed is None else args.seed
     m = runner.model
     result: dict[str, tp.Any] = {
         "command": args.command, "preset": str(args.preset), "quick": args.quick,

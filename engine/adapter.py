@@ -143,10 +143,17 @@ class StableAudioAdapter:
             raise EngineError(f"sampler '{sampler}' needs at least 2 steps, got {steps}")
         dit_wrapper = denoiser if denoiser is not None else self.model.model
         gate = self.gate
+        # A model config may ask for bf16 autocast of the DiT ("steerbridge": {"autocast": "bf16"}):
+        # the demo model was trained that way, and on a CPU it samples ~2x faster. The
+        # latents stay fp32 between steps; an external denoiser (ONNX) runs as it is.
+        autocast = self.options.get("autocast") == "bf16" and denoiser is None
 
         def model_fn(x: torch.Tensor, t: torch.Tensor, **kw: tp.Any) -> torch.Tensor:
             cfg = self._cfg_active(t, kw)
             gate.before_forward(rows=x.shape[0] * (2 if cfg else 1), cfg_active=cfg)
+            if autocast:
+                with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                    return dit_wrapper(x, t, **kw).to(x.dtype)
             return dit_wrapper(x, t, **kw)
 
         def callback(info: dict[str, tp.Any]) -> None:

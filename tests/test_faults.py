@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 
 def short(alpha: float = 0.0, **changes: object) -> RenderJob:
-    terms = (VectorTerm(path=str(PRESETS / "vectors" / "mood.safetensors"), alpha=alpha),) if alpha else ()
+    terms = (VectorTerm(path=str(PRESETS / "vectors" / "tiny" / "mood.safetensors"), alpha=alpha),) if alpha else ()
     return RenderJob(**{"prompt": "fault test", "seed": 3, "seconds": 0.5, "steps": 3, "terms": terms, **changes})
 
 
@@ -84,7 +84,7 @@ def test_out_of_memory_in_a_render_is_reported_and_the_worker_keeps_serving(work
 def test_a_bad_vector_file_fails_the_job_not_the_worker(worker: WorkerClient, tmp_path: Path) -> None:
     pid = worker.pid
     bad = tmp_path / "broken.safetensors"
-    bad.write_bytes((PRESETS / "vectors" / "mood.safetensors").read_bytes()[:100])
+    bad.write_bytes((PRESETS / "vectors" / "tiny" / "mood.safetensors").read_bytes()[:100])
     events: list[object] = []
     remove = worker.add_listener(events.append)
     try:
@@ -147,7 +147,7 @@ seconds = 1.0
 
 [[knob]]
 name = "mood"
-vector = "vectors/mood.safetensors"
+vector = "vectors/tiny/mood.safetensors"
 alpha_min = -2.0
 alpha_max = 2.0
 default = 0.5

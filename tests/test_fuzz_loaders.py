@@ -78,7 +78,7 @@ tables = st.dictionaries(st.sampled_from(KEYS), scalars | st.dictionaries(st.sam
 
 def _demo_like(model: dict, scene: dict, knobs: list[dict], extra: dict) -> dict:
     doc = {"model": {"source": "tiny", **model}, "scene": {"prompt": "x", **scene},
-           "knob": [{"name": f"k{i}", "vector": "vectors/mood.safetensors", **k} for i, k in enumerate(knobs)]}
+           "knob": [{"name": f"k{i}", "vector": "vectors/tiny/mood.safetensors", **k} for i, k in enumerate(knobs)]}
     doc.update(extra)
     return doc
 
@@ -150,7 +150,7 @@ def test_failed_preset_over_osc_leaves_the_state_unchanged(folder: Path, text: s
 
 
 # --- vector files ------------------------------------------------------------------
-VECTOR = (PRESETS / "vectors" / "mood.safetensors").read_bytes()
+VECTOR = (PRESETS / "vectors" / "tiny" / "mood.safetensors").read_bytes()
 HEADER_LEN = struct.unpack("<Q", VECTOR[:8])[0]
 
 

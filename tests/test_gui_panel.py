@@ -42,7 +42,7 @@ seconds = 1.0
 
 [[knob]]
 name = "mood"
-vector = "vectors/mood.safetensors"
+vector = "vectors/tiny/mood.safetensors"
 alpha_min = -2.0
 alpha_max = 2.0
 default = 0.5
@@ -51,7 +51,7 @@ midi = { channel = 1, cc = 74, mode = "7bit" }
 
 [[knob]]
 name = "tempo"
-vector = "vectors/tempo.safetensors"
+vector = "vectors/tiny/tempo.safetensors"
 alpha_min = -2.0
 alpha_max = 2.0
 default = 0.5
@@ -69,7 +69,7 @@ seconds = 1.0
 
 [[knob]]
 name = "brightness"
-vector = "vectors/brightness.safetensors"
+vector = "vectors/tiny/brightness.safetensors"
 alpha_min = 0.0
 alpha_max = 6.0
 curve = "exp"
@@ -79,7 +79,7 @@ osc = "/fx/bright"
 
 [[knob]]
 name = "tempo"
-vector = "vectors/tempo.safetensors"
+vector = "vectors/tiny/tempo.safetensors"
 alpha_min = -1.0
 alpha_max = 1.0
 default = 1.0

@@ -1,0 +1,113 @@
+"""Choose each knob's alpha range by measurement, for a preset's [[knob]] alpha_min / alpha_max.
+
+    .venv/bin/python benchmarks/calibrate_ranges.py [--preset presets/demo.toml] [--out out/ranges]
+
+For every knob whose name is a concept in engine/concepts.py: render the
+neutral prompts (same seed) over a wide alpha grid through the bridge's own
+render path (benchmarks/demo_acceptance.py's helpers), and score each render
+by the concept's descriptor and by its preservation distance to the alpha = 0
+render, relative to the prompt-swap distance. The recommended range is the
+interval of grid alphas around 0 that moves the descriptor furthest while
+
+- every render in it stays within the prompt-swap distance (the top of the
+  range still sounds like the same loop, not another piece), and
+- the descriptor follows alpha (mean per-prompt Spearman rho >= 0.9 on the
+  grid points inside it).
+
+Prints one line per knob and writes ``ranges.json`` (the whole grid, for the
+model card). It does not edit the preset: copy the ranges you accept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo_acceptance as acc  # noqa: E402  (sibling script: the same render path and references)
+
+
+def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
+    prompts = concept.bases(args.prompts)
+    refs, cutoff = acc.references(runner, preset, prompts, args, {})
+    sr = runner.model.sample_rate
+    values, ratios = [], []
+    for p in prompts:
+        acc.log(f"{knob.name}: '{p}' x {len(grid)} alphas")
+        row, rrow = [], []
+        for a in grid:
+            audio = refs[p] if a == 0.0 else acc.render(runner, acc.render_job_for(
+                preset, {knob.name: a}, prompt=p, seed=args.seed, seconds=args.seconds)).audio
+            row.append(concept.score(audio, sr))
+            rrow.append(acc.preservation_distance(audio, refs[p], sr) / cutoff)
+        values.append(row)
+        ratios.append(rrow)
+    return {"prompts": list(prompts), "grid": grid, "descriptors": values, "distance_over_swap": ratios,
+            "prompt_swap_distance": cutoff}
+
+
+def choose(scores: dict, scale: float) -> dict:
+    grid = np.array(scores["grid"])
+    vals, ratios = np.array(scores["descriptors"]), np.array(scores["distance_over_swap"])
+    zero = int(np.argmin(np.abs(grid)))
+    best = None
+    for lo in range(0, zero + 1):
+        for hi in range(zero, len(grid)):
+            if hi - lo < 2 or ratios[:, lo:hi + 1].max() > 1.0:
+                continue
+            rhos = [acc.spearman(grid[lo:hi + 1], row[lo:hi + 1]) for row in vals]
+            rho = float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
+            shift = float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)
+            cand = {"alpha_min": float(grid[lo]), "alpha_max": float(grid[hi]), "rho": rho, "shift_units": shift}
+            if math.isfinite(rho) and rho >= 0.9 and (best is None or shift > best["shift_units"]):
+                best = cand
+    return best or {"alpha_min": None, "alpha_max": None,
+                    "why": "no interval of >= 3 grid points stays within the prompt-swap distance with rho >= 0.9"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", type=Path, default=Path("presets/demo.toml"))
+    ap.add_argument("--source", help="model source overriding the preset's")
+    ap.add_argument("--out", type=Path, default=Path("out/ranges"))
+    ap.add_argument("--grid", default="-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3", help="alphas to try")
+    ap.add_argument("--prompts", nargs="+", default=list(acc.EXTRACT_BASES))
+    ap.add_argument("--knob", action="append", default=[], help="knob to calibrate (repeatable; default all)")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    args.prompts = tuple(args.prompts)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    grid = sorted({float(a) for a in args.grid.split(",")} | {0.0})
+    preset, runner = acc.open_runner(args)
+    args.seed = preset.scene.seed if args.seed is None else args.seed
+    report = {"preset": str(args.preset), "model": runner.model.source, "fingerprint": runner.model.fingerprint,
+              "seed": args.seed, "knobs": {}}
+    for knob in preset.knobs:
+        concept = acc.CONCEPTS.get(knob.name)
+        if concept is None or (args.knob and knob.name not in args.knob):
+            continue
+        scores = grid_scores(runner, preset, knob, concept, grid, args)
+        pick = choose(scores, concept.scale)
+        report["knobs"][knob.name] = {**scores, "recommended": pick}
+        print(f"{knob.name}: recommended alpha range {pick.get('alpha_min')} .. {pick.get('alpha_max')} "
+              f"(rho {pick.get('rho', math.nan):.2f}, shift {pick.get('shift_units', math.nan):.2f} x "
+              f"{concept.scale} {concept.descriptor}) {pick.get('why', '')}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ranges.json").write_text(json.dumps(acc.clean(report), indent=1))
+    print(f"wrote {args.out / 'ranges.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
