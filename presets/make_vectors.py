@@ -8,9 +8,10 @@ For each concept in engine/concepts.py (the same prompts the benchmark uses):
 1. *Where* -- the layers are measured, not guessed (``--layers auto``, the
    default for the demo model): activation patching of cross-attention
    keys/values over counterfactual prompt pairs (TADA Eq. 2) gives each layer's
-   impact and the functional window; a concept whose prompts do not move the
-   descriptor enough for Eq. 2 (the model does not follow that word well) falls
-   back to per-layer linear probes, and the file says which method chose.
+   impact and the functional window; per-layer linear probes (5-fold CV) give a
+   second ranking, recorded beside it. A concept whose prompts do not move the
+   descriptor enough for Eq. 2 (the model does not follow that word well) takes
+   the probes' layers instead, and the file says which method chose.
 2. *What* -- CAA (difference of means of the cross-attention outputs, positive
    minus negative prompts, conditional rows, averaged over frames and steps) at
    those layers, unnormalised: alpha = 1 adds the mean difference the words
@@ -51,15 +52,32 @@ def _layers_for(model, concept, args) -> dict:
     patch = activation_patching(model, concept=concept.name, pairs=concept.pairs()[:args.pairs],
                                 score=concept.score, seeds=tuple(range(args.seeds)), max_width=args.width, **gen)
     gap = (patch.target_score - patch.source_score) / concept.scale
-    record = {"patching": patch.as_dict(), "prompt_gap_in_scale_units": gap}
-    if patch.functional and gap >= args.min_gap:
-        return {**record, "layers": list(patch.functional), "method": "patching"}
     pos, neg = concept.prompts()
+    # Probes too, always: the second opinion the layer choice is reported against.
     probe = probe_layers(model, positive=pos, negative=neg, concept=concept.name, top_k=args.width,
                          per_step=True, **gen)
+    record = {"patching": patch.as_dict(), "prompt_gap_in_scale_units": gap, "probes": probe.as_dict(),
+              "patching_and_probes_share_a_layer": bool(set(patch.functional) & set(probe.top))}
+    if patch.functional and gap >= args.min_gap:
+        return {**record, "layers": list(patch.functional), "method": "patching"}
     why = (f"patching: the prompts moved {concept.descriptor} by only {gap:.2f} x {concept.scale} "
            f"(< --min-gap {args.min_gap}), so Eq. 2 is noise")
-    return {**record, "probes": probe.as_dict(), "layers": sorted(probe.top), "method": "probes", "why": why}
+    return {**record, "layers": sorted(probe.top), "method": "probes", "why": why}
+
+
+def _heatmaps(report: dict, n_layers: int, folder: Path) -> None:
+    from bridge.benchplots import impact_heatmap
+
+    measured = {c: r for c, r in report["concepts"].items() if "patching" in r}
+    if not measured:
+        return
+    chosen = {c: r["layers"] for c, r in measured.items()}
+    for key, field, title in (("patching", "impact", "activation patching impact (TADA Eq. 2)"),
+                              ("probes", "accuracy", "probe accuracy (5-fold CV)")):
+        rows = {c: [float("nan") if v is None else v for v in r[key][field]] for c, r in measured.items()}
+        png = impact_heatmap(rows, list(range(n_layers)), folder / f"layers_{key}.png", title=title,
+                             functional=chosen)
+        print(f"heat map: {png}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=2, help="widest functional window (layers)")
     ap.add_argument("--min-gap", type=float, default=0.5,
                     help="least prompt effect (in concept scale units) for patching to decide")
+    ap.add_argument("--pictures", type=Path, help="folder for the heat maps (patching impact, probe accuracy)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")
     ap.add_argument("--cfg-scale", type=float, default=None, help="CFG scale (default: the model's)")
@@ -107,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         report["concepts"][concept.name] = {**chosen, "file": path.name, "seconds_taken": time.perf_counter() - t0}
         print(f"{concept.name}: layers {chosen['layers']} by {chosen['method']} -> {path} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.pictures is not None:
+        _heatmaps(report, model.num_layers, args.pictures)
     tmp = out / "layers.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, default=float))
     os.replace(tmp, out / "layers.json")
