@@ -70,3 +70,12 @@ def test_shipped_brightness_vector_raises_the_spectral_centroid(demo) -> None:
             r = demo.render(request, steering=steering)
             centroids.append(spectral_centroid(r.audio, r.sample_rate))
         assert centroids[1] > centroids[0] * 1.15, (prompt, centroids)
+
+
+def test_main_job_renders_the_demo_sweep_without_an_audio_device(tmp_path, capsys) -> None:
+    from bridge.cli import main
+
+    assert main(["demo", "--render", "--stops", "2", "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob("*.wav"))) == 2 and list(tmp_path.glob("*.png"))
+    said = capsys.readouterr().out
+    assert str(tmp_path.resolve()) in said and "brightness" in said
