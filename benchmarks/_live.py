@@ -32,7 +32,7 @@ seconds = {seconds}
 
 [[knob]]
 name = "mood"
-vector = "vectors/mood.safetensors"
+vector = "vectors/tiny/mood.safetensors"
 alpha_min = -4.0
 alpha_max = 4.0
 default = 0.5

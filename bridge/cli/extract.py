@@ -10,7 +10,7 @@ __all__ = ["register"]
 EPILOG = """examples:
   steerbridge extract --model tiny --concept mood \\
       --positive "happy song, {base}" --negative "sad song, {base}" \\
-      --base "piano loop" --base "synth pad" --layers 1,2 --out presets/vectors/mood.safetensors
+      --base "piano loop" --base "synth pad" --layers 1,2 --out presets/vectors/tiny/mood.safetensors
 
 Each {base} in a prompt is filled with every --base prompt (templates x bases, as in the
 papers). Prompts can also come from files, one per line (--positive-file / --negative-file)."""
