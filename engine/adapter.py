@@ -144,7 +144,7 @@ class StableAudioAdapter:
         dit_wrapper = denoiser if denoiser is not None else self.model.model
         gate = self.gate
         # A model config may ask for bf16 autocast of the DiT ("steerbridge": {"autocast": "bf16"}):
-        # the demo model was trained that way, and on a CPU it samples ~2x faster. The
+        # the demo model was trained that way, and on this CPU a 4 s loop takes 0.33 s, not 0.42. The
         # latents stay fp32 between steps; an external denoiser (ONNX) runs as it is.
         autocast = self.options.get("autocast") == "bf16" and denoiser is None
 
