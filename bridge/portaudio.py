@@ -91,7 +91,8 @@ def resolve_output_device(sd: ModuleType, device: int | str | None, *,
         raise SinkUnavailable(f"PortAudio could not list devices: {exc}") from None
     listing = "; ".join(f"{i}: {name} ({api})" for i, name, api in outputs) or "none"
     if not outputs:
-        raise SinkUnavailable("no audio output device found (no sound card, no JACK server); start one with "
+        wanted = f" (host API {hostapi!r} asked for)" if hostapi != "auto" else ""
+        raise SinkUnavailable(f"no audio output device found{wanted} (no sound card, no JACK server); start one with "
                               "`bash .ci/jack.sh` (JACK dummy driver) or use --output wav:DIR / null")
     candidates = outputs
     if hostapi != "auto":
