@@ -15,10 +15,9 @@
    neutral prompts, of the preservation distance between their alpha = 0 renders).
 3. Speed: a 4 s loop at the preset's steps and CFG (torch), one warm-up then the median of 5
    renders, unsteered and with every knob at alpha_max. Pass: the slower median <= 0.5 s.
-
-Brightness and tempo (and speed) gate the verdict; the rest is reported the same way.
-Writes acceptance.json, acceptance.md, sweep_<knob>.png and curve_<knob>.png into --out.
-Progress goes to stderr; headline figures come last, one per line, as ``name: value``.
+Brightness and tempo (and speed) gate the verdict; the rest is reported the same way. Writes
+acceptance.json, acceptance.md, sweep_<knob>.png and curve_<knob>.png into --out; progress on
+stderr; headline figures last, one per line, as ``name: value``.
 """
 
 from __future__ import annotations
@@ -260,7 +259,7 @@ def f(v: tp.Any, nd: int = 2, pct: bool = False) -> str:
     return f"{v:.0%}" if pct else f"{v:.{nd}f}"
 
 
-def gated(name: str, d: dict) -> str:
+def _gated(name: str, d: dict) -> str:
     return f"{name} (gating)" if d.get("gating") else name
 
 
@@ -279,7 +278,7 @@ def markdown(r: dict) -> str:
     else:
         lines += table(["contrast", "descriptor", "pairs", "moved", "effect size", "mean shift", "class gap",
                         "shift / gap", ""],
-                       [[gated(a, s), s["descriptor"], s["pairs"], f(s["moved"], pct=True), f(s["effect"]),
+                       [[_gated(a, s), s["descriptor"], s["pairs"], f(s["moved"], pct=True), f(s["effect"]),
                          f(s["shift"], 3), f(s["gap"], 3), f(s["shift_over_gap"], pct=True), f(s["pass"])]
                         for a, s in fo["contrasts"].items()])
         lines += [(f"Pass: moved >= 85 %, effect >= 0.8, shift >= 1/3 of the gap (class gaps from "
@@ -290,7 +289,7 @@ def markdown(r: dict) -> str:
             rows.append([name, f"skipped: {k['skipped']}", "", "", "", "", ""])
             continue
         swap = k["prompt_swap_distance"]
-        rows.append([gated(name, k), k["descriptor"], f"{len(k['alphas'])} in [{k['alpha_min']:g}, {k['alpha_max']:g}]",
+        rows.append([_gated(name, k), k["descriptor"], f"{len(k['alphas'])} in [{k['alpha_min']:g}, {k['alpha_max']:g}]",
                      f(k["rho_mean"]), f(k["relative_shift"], pct=True),
                      f(max(k["max_distance"]) / swap if swap else None), f(k["pass"])])
     lines += ["### Steering with the shipped vectors (neutral prompts, same seed)", "",

@@ -148,7 +148,13 @@ def test_serve_cli_runs_headless_and_stops_cleanly_on_ctrl_c(session):
         assert ready["knobs"] == {"mood": 0.0} and ready["osc"].startswith("127.0.0.1:")
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it is stuck: serve dumps its stacks on SIGUSR1
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            pytest.fail(f"serve did not stop within 60 s of Ctrl-C; its threads:\n{proc.communicate()[1][-6000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 0, err

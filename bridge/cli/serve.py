@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import sys
 import threading
@@ -96,8 +97,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         session.subscribe(lambda e: print(f"steerbridge: {e.source}: {e.message}", file=sys.stderr)
                           if e.kind == "error" else None)
-    # SIGTERM (systemd, docker stop) shuts down like Ctrl-C.
+    # SIGTERM (systemd, docker stop) shuts down like Ctrl-C; `kill -USR1 PID` prints every
+    # thread's stack to stderr (for a stuck shutdown or render) and keeps serving.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # serve always stops on SIGINT, however it was started: a child inherits its parent's
+    # SIGINT disposition (POSIX shells ignore it for background jobs, and Python keeps an
+    # inherited SIG_IGN) and the parent thread's signal mask (native audio/MIDI libraries
+    # may block signals in the thread that launches us). Seen as a serve that Ctrl-C did not
+    # stop when launched from the full test run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = 0
     try:
         session.start(prerender=not args.no_prerender)
