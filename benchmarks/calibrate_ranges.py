@@ -4,7 +4,7 @@
 
 For every knob whose name is a concept in engine/concepts.py: render the
 neutral prompts (same seed) over a wide alpha grid through the bridge's own
-render path (benchmarks/demo_acceptance.py's helpers), and score each render
+render path (benchmarks/demo_acceptance.py's sweep), and score each render
 by the concept's descriptor and by its preservation distance to the alpha = 0
 render, relative to the prompt-swap distance. The recommended range is the
 interval of grid alphas around 0 that moves the descriptor furthest while
@@ -33,22 +33,10 @@ import demo_acceptance as acc  # noqa: E402  (sibling script: the same render pa
 
 
 def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
-    prompts = concept.bases(args.prompts)
-    refs, cutoff = acc.references(runner, preset, prompts, args, {})
-    sr = runner.model.sample_rate
-    values, ratios = [], []
-    for p in prompts:
-        acc.log(f"{knob.name}: '{p}' x {len(grid)} alphas")
-        row, rrow = [], []
-        for a in grid:
-            audio = refs[p] if a == 0.0 else acc.render(runner, acc.render_job_for(
-                preset, {knob.name: a}, prompt=p, seed=args.seed, seconds=args.seconds)).audio
-            row.append(concept.score(audio, sr))
-            rrow.append(acc.preservation_distance(audio, refs[p], sr) / cutoff)
-        values.append(row)
-        ratios.append(rrow)
-    return {"prompts": list(prompts), "grid": grid, "descriptors": values, "distance_over_swap": ratios,
-            "prompt_swap_distance": cutoff}
+    sw = acc.sweep(runner, preset, knob, concept, grid, args, {})
+    return {"prompts": list(sw["prompts"]), "grid": grid, "descriptors": sw["values"],
+            "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]],
+            "prompt_swap_distance": sw["cutoff"]}
 
 
 def choose(scores: dict, scale: float) -> dict:

@@ -44,6 +44,9 @@ from bridge.worker import JobRunner
 from engine.concepts import CONCEPTS, EXTRACT_BASES
 from engine.evaluate import preservation_distance
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _acceptance_report import headlines, markdown  # noqa: E402  (sibling module: the report's text)
+
 GATING = ("brightness", "tempo")
 FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
 STEER = {"rho": 0.9, "relative_shift": 0.30}
@@ -122,14 +125,13 @@ def references(runner: JobRunner, preset: Preset, prompts: tuple[str, ...], args
     return {p: cache[p] for p in prompts}, float(np.median(d)) if d else math.nan
 
 
-def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Namespace, cache: dict) -> dict:
-    concept = CONCEPTS.get(knob.name)
-    if concept is None:
-        return {"skipped": f"'{knob.name}' is not a concept in engine.concepts ({', '.join(CONCEPTS)}): "
-                           "no descriptor to judge it by"}
+def sweep(runner: JobRunner, preset: Preset, knob: Knob, concept: tp.Any, alphas: list[float],
+          args: argparse.Namespace, cache: dict) -> dict:
+    """Each neutral prompt rendered at every alpha of ``knob`` (alpha 0: the cached reference):
+    descriptor values and preservation distances [prompt][alpha], the prompt-swap cutoff, the
+    references and the first prompt's renders (for pictures)."""
     prompts = concept.bases(args.prompts)
     refs, cutoff = references(runner, preset, prompts, args, cache)
-    alphas = sweep_alphas(knob, args.alphas)
     sr = runner.model.sample_rate
     values, dists, first = [], [], []
     for i, p in enumerate(prompts):
@@ -144,6 +146,19 @@ def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Nam
                 first.append((f"alpha {a:+.2f}", audio))
         values.append(row)
         dists.append(drow)
+    return {"prompts": prompts, "refs": refs, "cutoff": cutoff, "values": values, "dists": dists, "first": first}
+
+
+def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Namespace, cache: dict) -> dict:
+    concept = CONCEPTS.get(knob.name)
+    if concept is None:
+        return {"skipped": f"'{knob.name}' is not a concept in engine.concepts ({', '.join(CONCEPTS)}): "
+                           "no descriptor to judge it by"}
+    alphas = sweep_alphas(knob, args.alphas)
+    sw = sweep(runner, preset, knob, concept, alphas, args, cache)
+    prompts, refs, cutoff, values, dists, first = (sw[k] for k in ("prompts", "refs", "cutoff", "values", "dists",
+                                                                    "first"))
+    sr = runner.model.sample_rate
     ref = [concept.score(refs[p], sr) for p in prompts]
     rhos = [spearman(alphas, row) for row in values]
     rho = float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
@@ -251,73 +266,6 @@ def verdict(result: dict) -> dict[str, bool | None]:
         gates[f"follow_{name}"] = follow[name]["pass"] if name in follow else None
         gates[f"steer_{name}"] = knobs.get(name, {}).get("pass")
     return {**gates, "speed": result["speed"]["passed"]}
-
-
-def f(v: tp.Any, nd: int = 2, pct: bool = False) -> str:
-    if v is None or isinstance(v, bool):
-        return {None: "n/a", True: "pass", False: "FAIL"}[v]
-    return f"{v:.0%}" if pct else f"{v:.{nd}f}"
-
-
-def _gated(name: str, d: dict) -> str:
-    return f"{name} (gating)" if d.get("gating") else name
-
-
-def table(head: list[str], rows: list[list[tp.Any]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows), ""]
-
-
-def markdown(r: dict) -> str:
-    fo, st, sp = r["follow"], r["steering"], r["speed"]
-    lines = [f"## Acceptance: {r['model']['source']} (fingerprint `{r['model']['fingerprint'][:16]}`)", "",
-             f"Verdict: **{f(r['passed'])}** (gating: brightness, tempo, speed). `{r['command']}`", "",
-             "### Prompt following (same-seed pairs differing in one attribute word)", ""]
-    if "skipped" in fo:
-        lines += [f"Skipped: {fo['skipped']}.", ""]
-    else:
-        lines += table(["contrast", "descriptor", "pairs", "moved", "effect size", "mean shift", "class gap",
-                        "shift / gap", ""],
-                       [[_gated(a, s), s["descriptor"], s["pairs"], f(s["moved"], pct=True), f(s["effect"]),
-                         f(s["shift"], 3), f(s["gap"], 3), f(s["shift_over_gap"], pct=True), f(s["pass"])]
-                        for a, s in fo["contrasts"].items()])
-        lines += [(f"Pass: moved >= 85 %, effect >= 0.8, shift >= 1/3 of the gap (class gaps from "
-                   f"{fo['gap_clips']} synthesised training-corpus clips)."), ""]
-    rows = []
-    for name, k in st["knobs"].items():
-        if "rho_mean" not in k:
-            rows.append([name, f"skipped: {k['skipped']}", "", "", "", "", ""])
-            continue
-        swap = k["prompt_swap_distance"]
-        rows.append([_gated(name, k), k["descriptor"], f"{len(k['alphas'])} in [{k['alpha_min']:g}, {k['alpha_max']:g}]",
-                     f(k["rho_mean"]), f(k["relative_shift"], pct=True),
-                     f(max(k["max_distance"]) / swap if swap else None), f(k["pass"])])
-    lines += ["### Steering with the shipped vectors (neutral prompts, same seed)", "",
-              *table(["knob", "descriptor", "alphas", "mean Spearman rho", "relative shift",
-                      "max distance / prompt swap", ""], rows or [["(no knobs)", "", "", "", "", "", ""]]),
-              (f"Seed {st['seed']}, {st['seconds']:g} s renders. The {st['cutoff_rule']}. Pass: rho >= 0.9, "
-               "relative shift >= 30 %, every render within the prompt-swap distance (ratio <= 1)."), "",
-              "### Speed (torch, this CPU)", "",
-              *table(["render", "steps", "CFG", "loop", "median render", "real-time factor"],
-                     [[label, sp["steps"], f"{sp['cfg_scale']:g}", f"{sp['loop_s']:g} s",
-                       f"{sp[label]['median_s']:.3f} s", f"{sp[label]['realtime_factor']:.1f}x"]
-                      for label in ("unsteered", "steered") if label in sp]),
-              (f"{f(sp['passed'])}: <= 0.5 s per 4 s loop ({sp['threads']} torch threads, "
-               f"load average {r['load_average']})."), ""]
-    for name, k in st["knobs"].items():
-        if "pictures" in k:
-            lines += [f"![{name} sweep]({k['pictures']['sweep']})", f"![{name} curve]({k['pictures']['curve']})", ""]
-    return "\n".join(lines)
-
-
-def headlines(r: dict) -> list[str]:
-    out = [f"follow_{a}_{k}: {f(s[k], 3)}" for a, s in r["follow"].get("contrasts", {}).items()
-           for k in ("moved", "effect", "shift_over_gap")]
-    out += [f"steer_{name}_{label}: {f(k[key], 3) if key != 'all_within' else k[key]}"
-            for name, k in r["steering"]["knobs"].items() if "rho_mean" in k
-            for label, key in (("rho", "rho_mean"), ("relative_shift", "relative_shift"), ("all_within", "all_within"))]
-    return out + [f"speed_render_s: {r['speed']['render_s']:.3f}",
-                  f"speed_realtime_factor: {r['speed']['realtime_factor']:.1f}", f"acceptance_pass: {r['passed']}"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
