@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bridge.session import Session, SessionOptions
+from steerbridge.bridge.live.session import Session, SessionOptions
 
 __all__ = ["add_session_args", "make_preset", "start_session", "percentiles"]
 

@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.jobs import JobFailed, RenderResult, render_job_for
-from bridge.pictures import sweep_grid
-from bridge.presets import Knob, Preset, load_preset
-from bridge.worker import JobRunner
-from engine.concepts import CONCEPTS, EXTRACT_BASES
-from engine.evaluate import preservation_distance
+from steerbridge.bridge.engine_link.jobs import JobFailed, RenderResult, render_job_for
+from steerbridge.bridge.reports.pictures import sweep_grid
+from steerbridge.bridge.presets.model import Knob, Preset, load_preset
+from steerbridge.bridge.engine_link.worker import JobRunner
+from steerbridge.engine.evaluation.concepts import CONCEPTS, EXTRACT_BASES
+from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _acceptance_report import headlines, markdown  # noqa: E402  (sibling module: the report's text)
@@ -78,10 +78,10 @@ def follow_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> 
     if not is_demo_family(runner.model.config):
         return {"skipped": "the model's text conditioner is not MiniLM (not the demo model family): "
                            "prompt following is measured on the demo vocabulary only"}
-    from engine.demo.corpus import CorpusOptions
-    from engine.demo.data import synthetic_class_gaps
-    from engine.demo.follow import prompt_following
-    from engine.demo.train import TrainConfig
+    from steerbridge.engine.demo.corpus import CorpusOptions
+    from steerbridge.engine.demo.data import synthetic_class_gaps
+    from steerbridge.engine.demo.follow import prompt_following
+    from steerbridge.engine.demo.train import TrainConfig
 
     log(f"class gaps: synthesising {args.gap_clips} corpus clips")
     gaps = synthetic_class_gaps(args.gap_clips, options=CorpusOptions(
@@ -152,7 +152,7 @@ def sweep(runner: JobRunner, preset: Preset, knob: Knob, concept: tp.Any, alphas
 def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Namespace, cache: dict) -> dict:
     concept = CONCEPTS.get(knob.name)
     if concept is None:
-        return {"skipped": f"'{knob.name}' is not a concept in engine.concepts ({', '.join(CONCEPTS)}): "
+        return {"skipped": f"'{knob.name}' is not a concept in steerbridge.engine.evaluation.concepts ({', '.join(CONCEPTS)}): "
                            "no descriptor to judge it by"}
     alphas = sweep_alphas(knob, args.alphas)
     sw = sweep(runner, preset, knob, concept, alphas, args, cache)
@@ -278,7 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gap-clips", type=int, default=300, help="corpus clips synthesised for the class gaps")
     ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
                     help="neutral prompts for steering (instrument + noun; the instrument knob uses "
-                         "engine.concepts' instrument-free bases instead)")
+                         "steerbridge.engine.evaluation.concepts' instrument-free bases instead)")
     ap.add_argument("--seed", type=int, help="seed of every steering render (default: the preset scene's)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the steering renders")
     ap.add_argument("--alphas", type=int, default=7, help="alphas per knob, evenly across its range")

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from engine.demo.codec import MelCodec
-from engine.demo.corpus import SAMPLE_RATE, make_clip
-from engine.demo.data import CONTRASTS
-from engine.descriptors import describe
+from steerbridge.engine.demo.codec import MelCodec
+from steerbridge.engine.demo.corpus import SAMPLE_RATE, make_clip
+from steerbridge.engine.demo.data import CONTRASTS
+from steerbridge.engine.evaluation.descriptors import describe
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 The server (demo preset, real ControlState) listens on 127.0.0.1 (an
 ephemeral port) in this process; the fuzzer sends malformed packets of every
-family in :mod:`bridge.osc_fuzz` over loopback UDP and, every ``--probe-every``
+family in :mod:`support.osc_fuzz` over loopback UDP and, every ``--probe-every``
 packets, a valid ``/steer/seed`` whose answer must come back. Logging is the
 server's real once-per-kind rate limit (first occurrence, then at most one
 summary per kind per 10 s).
@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.osc import OscServer  # noqa: E402
-from bridge.osc_fuzz import run_fuzz  # noqa: E402
-from bridge.presets import load_preset  # noqa: E402
-from bridge.state import ControlState  # noqa: E402
+from steerbridge.bridge.control.osc.server import OscServer  # noqa: E402
+from support.osc_fuzz import run_fuzz  # noqa: E402
+from steerbridge.bridge.presets.model import load_preset  # noqa: E402
+from steerbridge.bridge.control.state import ControlState  # noqa: E402
 
 
 class _Count(logging.Handler):

@@ -31,15 +31,15 @@ from pathlib import Path
 
 import torch
 
-from engine import RenderRequest, Steering, SteeringTerm
-from engine.render import SteerableModel
-from engine.source import DEMO_DIR, build_random, load_source
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine import RenderRequest, Steering, SteeringTerm
+from steerbridge.engine.runtime.render import SteerableModel
+from steerbridge.engine.runtime.source import DEMO_DIR, build_random, load_source
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def load(name: str) -> tuple[str, SteerableModel]:
     if name == "demo" and not (DEMO_DIR / "model.safetensors").exists():
-        import engine.demo.model as demo  # registers the demo's components
+        import steerbridge.engine.demo.model as demo  # registers the demo's components
 
         print("demo: engine/models/demo/model.safetensors not found; timing the demo architecture with "
               "random weights (demo_arch)")
@@ -66,7 +66,7 @@ def timed_render(model: SteerableModel, req: RenderRequest, steering: Steering) 
 
 
 def measure(name: str, *, rounds: int, steps: int | None, seconds: float) -> tuple[str, dict[str, float]]:
-    from engine.onnx_export import export_denoiser
+    from steerbridge.engine.onnx.export import export_denoiser
 
     label, model = load(name)
     steps = steps or int(model.config.get("steerbridge", {}).get("steps", 8))

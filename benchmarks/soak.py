@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.soak import run_soak  # noqa: E402
+from support.soak import run_soak  # noqa: E402
 
 
 def main() -> int:

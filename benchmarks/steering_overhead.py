@@ -28,10 +28,10 @@ import time
 
 import torch
 
-from engine import RenderRequest, Steering, SteeringTerm
-from engine.render import SteerableModel
-from engine.source import TINY_CONFIG, build_random
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine import RenderRequest, Steering, SteeringTerm
+from steerbridge.engine.runtime.render import SteerableModel
+from steerbridge.engine.runtime.source import TINY_CONFIG, build_random
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 SAO_SMALL_4S_FRAMES = 88

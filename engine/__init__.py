@@ -1,9 +1,9 @@
 """steerbridge engine: models, steering, vectors, rendering. Knows torch; never Qt, OSC or MIDI."""
 
-from engine.errors import EngineError, ModelLoadError, RenderCancelled, VectorFileError, VectorMismatchError
-from engine.render import Render, RenderRequest, SteerableModel, load_model
-from engine.steering import Steering, SteeringTerm
-from engine.vectors import ConceptVector, VectorMeta, load_vector, save_vector
+from steerbridge.engine.runtime.errors import EngineError, ModelLoadError, RenderCancelled, VectorFileError, VectorMismatchError
+from steerbridge.engine.runtime.render import Render, RenderRequest, SteerableModel, load_model
+from steerbridge.engine.runtime.steering import Steering, SteeringTerm
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta, load_vector, save_vector
 
 __all__ = [
     "EngineError", "ModelLoadError", "RenderCancelled", "VectorFileError", "VectorMismatchError",
@@ -16,11 +16,11 @@ __all__ = [
 
 # Research tools load on first use: the live server never pays for them.
 _LAZY = {
-    "extract_caa": "engine.extract", "extract_austeer": "engine.austeer",
-    "activation_patching": "engine.patching", "functional_layers": "engine.patching",
-    "probe_layers": "engine.probes", "train_sae": "engine.sae", "sae_vector": "engine.sae",
-    "render_blend": "engine.prompt_blend", "run_bench": "engine.bench", "BenchConfig": "engine.bench",
-    "CONCEPTS": "engine.concepts", "get_concept": "engine.concepts",
+    "extract_caa": "steerbridge.engine.extraction.caa", "extract_austeer": "steerbridge.engine.extraction.austeer",
+    "activation_patching": "steerbridge.engine.localisation.patching", "functional_layers": "steerbridge.engine.localisation.patching",
+    "probe_layers": "steerbridge.engine.localisation.probes", "train_sae": "steerbridge.engine.extraction.sae", "sae_vector": "steerbridge.engine.extraction.sae",
+    "render_blend": "steerbridge.engine.extraction.prompt_blend", "run_bench": "steerbridge.engine.evaluation.bench", "BenchConfig": "steerbridge.engine.evaluation.bench",
+    "CONCEPTS": "steerbridge.engine.evaluation.concepts", "get_concept": "steerbridge.engine.evaluation.concepts",
 }
 
 

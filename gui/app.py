@@ -14,12 +14,12 @@ from pathlib import Path
 from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 
-from bridge.presets import Preset, PresetError
-from bridge.session import SessionOptions
-from gui.controller import ClientFactory, SessionController
-from gui.presetfile import RecentPresets
-from gui.theme import apply_theme
-from gui.window import MainWindow
+from steerbridge.bridge.presets.model import Preset, PresetError
+from steerbridge.bridge.live.session import SessionOptions
+from steerbridge.gui.controller import ClientFactory, SessionController
+from steerbridge.gui.presetfile import RecentPresets
+from steerbridge.gui.theme import apply_theme
+from steerbridge.gui.window import MainWindow
 
 __all__ = ["run", "create_panel", "default_preset", "settings_at"]
 
@@ -46,7 +46,7 @@ def create_panel(preset: Preset | str | Path, *, options: SessionOptions, settin
                  client_factory: ClientFactory | None = None, poll_ms: int = 33) -> MainWindow:
     """Theme the running QApplication, build the window, start the session on ``preset``.
 
-    Raises :class:`bridge.presets.PresetError` for a preset that does not load.
+    Raises :class:`steerbridge.bridge.presets.model.PresetError` for a preset that does not load.
     """
     app = QApplication.instance()
     if not isinstance(app, QApplication):

@@ -1,4 +1,4 @@
-"""SessionController: owns the running :class:`bridge.session.Session` for the panel.
+"""SessionController: owns the running :class:`steerbridge.bridge.live.session.Session` for the panel.
 
 Who runs what (the panel must never block, see DESIGN.md "Real time"):
 
@@ -32,12 +32,12 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from bridge.client import EngineClient, InProcessClient, WorkerClient
-from bridge.monitor import SessionMonitor
-from bridge.presets import Preset, load_preset, save_preset
-from bridge.session import Session, SessionEvent, SessionOptions
-from bridge.state import Change
-from gui.presetfile import preset_from_state, with_bindings_of
+from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
+from steerbridge.bridge.live.monitor import SessionMonitor
+from steerbridge.bridge.presets.model import Preset, load_preset, save_preset
+from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
+from steerbridge.bridge.control.state import Change
+from steerbridge.gui.presetfile import preset_from_state, with_bindings_of
 
 __all__ = ["SessionController", "ClientFactory"]
 

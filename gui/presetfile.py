@@ -2,7 +2,7 @@
 
 "Save" stores the sound you hear: the knobs' current positions become the
 preset's defaults and the current prompt/seed/length its scene, written
-atomically by :func:`bridge.presets.save_preset` (validated before it
+atomically by :func:`steerbridge.bridge.presets.model.save_preset` (validated before it
 replaces the file). "Unsaved changes" is then a plain comparison: the preset
 that saving would write now, against the one last loaded or saved. Moving a
 knob away and back clears the ``*`` again, as a musician expects.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from bridge.presets import Preset
-from bridge.state import StateSnapshot
+from steerbridge.bridge.presets.model import Preset
+from steerbridge.bridge.control.state import StateSnapshot
 
 __all__ = ["preset_from_state", "with_bindings_of", "RecentPresets", "MAX_RECENT"]
 

@@ -1,6 +1,6 @@
 """Render the panel offscreen to a PNG (the README's docs/panel.png).
 
-    .venv/bin/python -m gui.screenshot [--preset presets/demo.toml] [--out docs/panel.png]
+    .venv/bin/python -m steerbridge.gui.screenshot [--preset presets/demo.toml] [--out docs/panel.png]
 
 Runs the real panel on the tiny model (in-process engine, null output, no
 MIDI, OSC on a free port), waits until the alpha stops are pre-rendered,
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PyQt6.QtWidgets import QApplication
 
-    from bridge.session import SessionOptions
-    from gui.app import create_panel, settings_at
+    from steerbridge.bridge.live.session import SessionOptions
+    from steerbridge.gui.app import create_panel, settings_at
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     options = SessionOptions(output="null", osc="127.0.0.1:0", midi=None, engine="inprocess", progress=False)

@@ -17,16 +17,16 @@ from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
 from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox, QPushButton,
                              QScrollArea, QToolButton, QVBoxLayout, QWidget)
 
-from bridge.monitor import list_outputs
-from bridge.presets import PresetError
-from bridge.session import SessionEvent
-from bridge.state import StateSnapshot
-from gui.controller import SessionController
-from gui.knob import KnobCard
-from gui.presetfile import RecentPresets
-from gui.scene import SceneBar
-from gui.status import ErrorBanner, StatusStrip
-from gui.waveform import WaveformView
+from steerbridge.bridge.live.monitor import list_outputs
+from steerbridge.bridge.presets.model import PresetError
+from steerbridge.bridge.live.session import SessionEvent
+from steerbridge.bridge.control.state import StateSnapshot
+from steerbridge.gui.controller import SessionController
+from steerbridge.gui.widgets.knob import KnobCard
+from steerbridge.gui.presetfile import RecentPresets
+from steerbridge.gui.widgets.scene import SceneBar
+from steerbridge.gui.widgets.status import ErrorBanner, StatusStrip
+from steerbridge.gui.widgets.waveform import WaveformView
 
 __all__ = ["MainWindow"]
 

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from engine import load_model
+    from steerbridge.engine import load_model
 
     return load_model("tiny")
 
@@ -28,7 +28,7 @@ def tiny(tiny_model):
 @pytest.fixture(scope="session")
 def jack_server() -> None:
     """Skip unless a JACK server answers; CI starts one with `bash .ci/jack.sh`."""
-    from bridge.portaudio import jack_running
+    from steerbridge.bridge.audio.portaudio import jack_running
 
     if not jack_running():
         pytest.skip("no JACK server running (start one: `bash .ci/jack.sh`, needs jackd2 + libportaudio2)")

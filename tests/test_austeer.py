@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from engine.austeer import austeer_vector, global_topk_mask, sign_consistency
-from engine.frames import SiteFrames, collect_site_frames
-from engine.steering import Steering, SteeringTerm
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine.extraction.austeer import austeer_vector, global_topk_mask, sign_consistency
+from steerbridge.engine.extraction.frames import SiteFrames, collect_site_frames
+from steerbridge.engine.runtime.steering import Steering, SteeringTerm
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def _frames(frames: dict[int, torch.Tensor], prompts: tuple[str, ...]) -> SiteFrames:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.cache import LoopCache, loop_key
-from bridge.jobs import RenderJob, VectorTerm, render_job_for
-from bridge.presets import load_preset
+from steerbridge.bridge.live.cache import LoopCache, loop_key
+from steerbridge.bridge.engine_link.jobs import RenderJob, VectorTerm, render_job_for
+from steerbridge.bridge.presets.model import load_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 

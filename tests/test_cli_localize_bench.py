@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from bridge.cli import main
-from engine.vectors import load_vector
+from steerbridge.bridge.cli import main
+from steerbridge.engine.runtime.vectors import load_vector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_localize_rejects_unknown_concept_and_bad_out(tmp_path, capsys):
 
 def test_help_of_both_commands_does_not_import_torch():
     for cmd in ("localize", "bench"):
-        code = (f"import sys\nfrom bridge.cli import main\ntry:\n    main(['{cmd}', '--help'])\n"
+        code = (f"import sys\nfrom steerbridge.bridge.cli import main\ntry:\n    main(['{cmd}', '--help'])\n"
                 "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert "examples:" in res.stdout and res.stdout.strip().endswith("False"), res.stderr

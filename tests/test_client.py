@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.client import EngineJobError, InProcessClient, JobCancelledError, WorkerClient
-from bridge.jobs import Progress, RenderJob, SweepJob, VectorTerm, WorkerEvent, render_job_for
-from bridge.presets import load_preset
+from steerbridge.bridge.engine_link.client import EngineJobError, InProcessClient, JobCancelledError, WorkerClient
+from steerbridge.bridge.engine_link.jobs import Progress, RenderJob, SweepJob, VectorTerm, WorkerEvent, render_job_for
+from steerbridge.bridge.presets.model import load_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 SHORT = dict(seconds=0.5)
@@ -33,8 +33,7 @@ def inproc():
 
 
 def test_in_process_render_matches_the_engine(inproc: InProcessClient, tiny) -> None:
-    import engine
-
+    from steerbridge import engine
     events: list[object] = []
     remove = inproc.add_listener(events.append)
     out = inproc.submit(job(mood=2.0)).future.result(timeout=120)
@@ -120,9 +119,8 @@ def test_worker_round_trip_and_restart_after_kill(inproc: InProcessClient) -> No
 
 
 def test_extract_saves_a_vector_the_engine_loads(inproc: InProcessClient, tmp_path: Path, tiny) -> None:
-    import engine
-
-    from bridge.jobs import ExtractJob
+    from steerbridge import engine
+    from steerbridge.bridge.engine_link.jobs import ExtractJob
 
     out = tmp_path / "bright.safetensors"
     done = inproc.submit(ExtractJob(positive=("bright synth",), negative=("dark synth",), concept="bright",

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.atomic import atomic_write_text
-from bridge.autosave import Autosaver, default_autosave_path, read_autosave, restore
-from bridge.presets import MidiBinding, load_preset, save_preset, set_midi_binding
-from bridge.state import ControlState
+from steerbridge.bridge.util.atomic import atomic_write_text
+from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, read_autosave, restore
+from steerbridge.bridge.presets.model import MidiBinding, load_preset, save_preset, set_midi_binding
+from steerbridge.bridge.control.state import ControlState
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "presets"
@@ -65,7 +65,7 @@ def test_a_failing_write_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None
 
 WRITER = r"""
 import os, sys, time
-from bridge.atomic import atomic_write_text
+from steerbridge.bridge.util.atomic import atomic_write_text
 path, text, pause_at = sys.argv[1], open(sys.argv[2]).read(), int(sys.argv[3])
 real_replace, i = os.replace, 0
 
@@ -188,9 +188,9 @@ def test_default_path_is_per_preset_and_outside_its_folder(tmp_path: Path, monke
 
 MOVER = r"""
 import sys, time
-from bridge.autosave import Autosaver
-from bridge.presets import load_preset
-from bridge.state import ControlState
+from steerbridge.bridge.live.autosave import Autosaver
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.control.state import ControlState
 state = ControlState(load_preset(sys.argv[1]))
 saver = Autosaver(state, sys.argv[2], every_s=float(sys.argv[3])).start()
 i = 0

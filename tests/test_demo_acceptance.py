@@ -21,7 +21,7 @@ def _script():
 
 @pytest.mark.slow
 def test_quick_run_on_the_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bridge.presets import load_preset
+    from steerbridge.bridge.presets.model import load_preset
 
     preset = load_preset(ROOT / "presets" / "tiny.toml")
     assert _script().main(["--preset", str(ROOT / "presets" / "tiny.toml"), "--quick", "--out", str(tmp_path)]) == 0

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from engine.demo.captions import ATTRIBUTES, HELD_OUT, SYNONYMS, Attributes, caption, is_held_out
-from engine.demo.corpus import SAMPLE_RATE, TEMPO_BPM, CorpusOptions, make_clip, sample_attributes
+from steerbridge.engine.demo.captions import ATTRIBUTES, HELD_OUT, SYNONYMS, Attributes, caption, is_held_out
+from steerbridge.engine.demo.corpus import SAMPLE_RATE, TEMPO_BPM, CorpusOptions, make_clip, sample_attributes
 
 
 def _digest(audio: np.ndarray) -> str:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.demo.captions import HELD_OUT, SYNONYMS
-from engine.demo.data import CONTRASTS
-from engine.demo.follow import caption_pairs, prompt_following, render_audio
-from engine.demo.model import build_model
+from steerbridge.engine.demo.captions import HELD_OUT, SYNONYMS
+from steerbridge.engine.demo.data import CONTRASTS
+from steerbridge.engine.demo.follow import caption_pairs, prompt_following, render_audio
+from steerbridge.engine.demo.model import build_model
 
 
 @pytest.mark.parametrize("attribute", list(CONTRASTS))

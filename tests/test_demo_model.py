@@ -18,15 +18,14 @@ VECTORS = ROOT / "presets" / "vectors" / "demo"
 
 @pytest.fixture(scope="module")
 def demo():
-    import engine
-
+    from steerbridge import engine
     model = engine.load_model("demo")
     yield model
     model.detach_steering()
 
 
 def test_demo_folder_is_an_ordinary_strict_model_folder() -> None:
-    from engine.source import DEMO_DIR, load_source
+    from steerbridge.engine.runtime.source import DEMO_DIR, load_source
 
     config = json.loads((DEMO_DIR / "model_config.json").read_text())
     assert config["model_type"] == "diffusion_cond"
@@ -36,8 +35,8 @@ def test_demo_folder_is_an_ordinary_strict_model_folder() -> None:
 
 
 def test_preset_and_every_shipped_vector_fit_the_demo_model(demo) -> None:
-    import engine
-    from bridge.presets import load_preset
+    from steerbridge import engine
+    from steerbridge.bridge.presets.model import load_preset
 
     preset = load_preset(PRESET)
     assert preset.model_source() == "demo"
@@ -53,9 +52,9 @@ def test_preset_and_every_shipped_vector_fit_the_demo_model(demo) -> None:
 
 
 def test_shipped_brightness_vector_raises_the_spectral_centroid(demo) -> None:
-    import engine
-    from bridge.presets import load_preset
-    from engine.descriptors import spectral_centroid
+    from steerbridge import engine
+    from steerbridge.bridge.presets.model import load_preset
+    from steerbridge.engine.evaluation.descriptors import spectral_centroid
 
     preset = load_preset(PRESET)
     knob = preset.knob("brightness")
@@ -73,7 +72,7 @@ def test_shipped_brightness_vector_raises_the_spectral_centroid(demo) -> None:
 
 
 def test_main_job_renders_the_demo_sweep_without_an_audio_device(tmp_path, capsys) -> None:
-    from bridge.cli import main
+    from steerbridge.bridge.cli import main
 
     assert main(["demo", "--render", "--stops", "2", "--out", str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*.wav"))) == 2 and list(tmp_path.glob("*.png"))

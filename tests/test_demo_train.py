@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.demo.train import TrainConfig, _lr, train
+from steerbridge.engine.demo.train import TrainConfig, _lr, train
 
 
 def test_lr_warms_up_then_decays_by_cosine_to_the_floor() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.demo.corpus import make_clip
-from engine.descriptors import (describe, loudness_db, mode_score, onset_rate, spectral_centroid,
+from steerbridge.engine.demo.corpus import make_clip
+from steerbridge.engine.evaluation.descriptors import (describe, loudness_db, mode_score, onset_rate, spectral_centroid,
                                 tempo_bpm)
 
 SR = 16_000

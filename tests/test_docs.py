@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from bridge.osc import OscServer
-from bridge.presets import load_preset
-from bridge.state import ControlState
+from steerbridge.bridge.control.osc.server import OscServer
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.control.state import ControlState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_max_patch_addresses_are_handled():
 
 
 def test_readme_documents_every_cli_command():
-    from bridge.cli import build_parser
+    from steerbridge.bridge.cli import build_parser
 
     readme = (ROOT / "README.md").read_text()
     sub = next(a for a in build_parser()._actions if a.dest == "command")

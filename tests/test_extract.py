@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import extract_caa
-from engine.errors import EngineError
-from engine.extract import expand_templates
+from steerbridge.engine import extract_caa
+from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.extraction.caa import expand_templates
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.client import EngineJobError, WorkerClient
-from bridge.jobs import JobFailed, Progress, RenderJob, VectorTerm, WorkerEvent
+from steerbridge.bridge.engine_link.client import EngineJobError, WorkerClient
+from steerbridge.bridge.engine_link.jobs import JobFailed, Progress, RenderJob, VectorTerm, WorkerEvent
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 pytestmark = pytest.mark.slow
@@ -158,7 +158,7 @@ stops = 3
 def test_session_keeps_playing_cached_loops_while_the_worker_restarts(tmp_path: Path) -> None:
     import shutil
 
-    from bridge.session import Session, SessionOptions
+    from steerbridge.bridge.live.session import Session, SessionOptions
 
     shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
     (tmp_path / "p.toml").write_text(SESSION_PRESET)

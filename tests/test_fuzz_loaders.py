@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.osc import OscServer
-from bridge.presets import Preset, PresetError, load_preset
-from bridge.state import ControlState
-from engine.errors import VectorFileError
-from engine.vectors import load_vector
+from steerbridge.bridge.control.osc.server import OscServer
+from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
+from steerbridge.bridge.control.state import ControlState
+from steerbridge.engine.runtime.errors import VectorFileError
+from steerbridge.engine.runtime.vectors import load_vector
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 DEMO_TEXT = (PRESETS / "tiny.toml").read_text()

@@ -24,11 +24,11 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
-from bridge.osc import OscServer
-from bridge.osc_fuzz import FAMILIES, PROBE_BASE, run_fuzz
-from bridge.osc_guard import BadPacket, TYPE_TAGS, check_packet
-from bridge.presets import load_preset
-from bridge.state import ControlState
+from steerbridge.bridge.control.osc.server import OscServer
+from support.osc_fuzz import FAMILIES, PROBE_BASE, run_fuzz
+from steerbridge.bridge.control.osc.guard import BadPacket, TYPE_TAGS, check_packet
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.control.state import ControlState
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
@@ -171,7 +171,7 @@ def test_thousands_of_malformed_packets_no_crash_no_hang_one_log_line_per_kind(s
     assert report.probes == 60 and report.probes_answered == 60, report  # it kept answering valid messages
     assert server._thread is not None and server._thread.is_alive()  # noqa: SLF001
     assert report.elapsed_s < 60
-    logged = Counter(getattr(r, "osc_kind", None) for r in caplog.records if r.name == "bridge.osc")
+    logged = Counter(getattr(r, "osc_kind", None) for r in caplog.records if r.name == "steerbridge.bridge.control.osc.server")
     assert None not in logged, [r.getMessage() for r in caplog.records if not hasattr(r, "osc_kind")][:3]
     # every kind that occurred was logged exactly once (rate-limited), packet-level and handler-level
     assert set(logged) >= {"too_large", "not_osc", "truncated", "bad_type_tag", "bad_address", "bad_bundle",

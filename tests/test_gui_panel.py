@@ -21,13 +21,13 @@ from PyQt6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PyQt6.QtGui import QWheelEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from bridge.client import InProcessClient  # noqa: E402
-from bridge.jobs import JobFailed  # noqa: E402
-from bridge.loops import grid_gains  # noqa: E402
-from bridge.midi import MidiRouter  # noqa: E402
-from bridge.presets import MidiBinding, load_preset  # noqa: E402
-from bridge.session import SessionOptions  # noqa: E402
-from gui.app import create_panel, settings_at  # noqa: E402
+from steerbridge.bridge.engine_link.client import InProcessClient  # noqa: E402
+from steerbridge.bridge.engine_link.jobs import JobFailed  # noqa: E402
+from steerbridge.bridge.audio.loops import grid_gains  # noqa: E402
+from steerbridge.bridge.control.midi.router import MidiRouter  # noqa: E402
+from steerbridge.bridge.presets.model import MidiBinding, load_preset  # noqa: E402
+from steerbridge.bridge.live.session import SessionOptions  # noqa: E402
+from steerbridge.gui.app import create_panel, settings_at  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = """\
@@ -266,9 +266,9 @@ def test_a_failing_render_shows_an_error_without_freezing_the_window(panel, qtbo
 
 
 def test_gui_command_is_registered_and_imports_the_panel_lazily() -> None:
-    from bridge.cli import build_parser
+    from steerbridge.bridge.cli import build_parser
 
     args = build_parser().parse_args(["gui", "--preset", "x.toml", "--output", "null", "--no-midi"])
-    assert args.func.__module__ == "bridge.cli.gui" and args.preset == "x.toml" and args.no_midi
+    assert args.func.__module__ == "steerbridge.bridge.cli.gui" and args.preset == "x.toml" and args.no_midi
     text = (ROOT / "bridge" / "cli" / "gui.py").read_text()
-    assert 'importlib.import_module("gui.app")' in text
+    assert 'importlib.import_module("steerbridge.gui.app")' in text

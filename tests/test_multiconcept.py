@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.benchplots import bench_markdown, retained_bars
-from engine.concepts import get_concept
-from engine.multiconcept import combo_steering, from_bench, multiconcept
-from engine.render import RenderRequest
-from engine.steering import Steering, SteeringTerm
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.bridge.reports.benchplots import bench_markdown, retained_bars
+from steerbridge.engine.evaluation.concepts import get_concept
+from steerbridge.engine.evaluation.multiconcept import combo_steering, from_bench, multiconcept
+from steerbridge.engine.runtime.render import RenderRequest
+from steerbridge.engine.runtime.steering import Steering, SteeringTerm
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 GEN = {"seed": 3, "seconds": 0.5, "steps": 2, "cfg_scale": 6.0}
 BASES = ("keys track",)
@@ -163,7 +163,7 @@ def test_skipped_with_reasons(tiny, tmp_path):
 
 
 def test_bench_cli_reports_multi(tmp_path, capsys):
-    from bridge.cli import main
+    from steerbridge.bridge.cli import main
 
     code = main(["bench", "--model", "tiny", "--out", str(tmp_path), "--quick", "--concept", "mood", "--concept",
                  "tempo", "--method", "caa", "--alphas", "0.3", "--steps", "2", "--json"])
@@ -180,7 +180,7 @@ def test_bench_cli_reports_multi(tmp_path, capsys):
 def test_no_multi_flag_turns_it_off():
     import argparse
 
-    from bridge.cli.bench import _config, register
+    from steerbridge.bridge.cli.bench import _config, register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

@@ -97,8 +97,8 @@ def test_the_payload_really_runs_when_unpickled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["evil.safetensors", "evil.pt", "evil.ckpt", "evil.bin"])
 def test_vector_files_are_never_unpickled(tmp_path: Path, name: str) -> None:
-    from engine.errors import VectorFileError
-    from engine.vectors import load_vector
+    from steerbridge.engine.runtime.errors import VectorFileError
+    from steerbridge.engine.runtime.vectors import load_vector
 
     marker = tmp_path / "pwned"
     with pytest.raises(VectorFileError) as info:
@@ -107,8 +107,8 @@ def test_vector_files_are_never_unpickled(tmp_path: Path, name: str) -> None:
 
 
 def test_model_folders_read_only_safetensors(tmp_path: Path) -> None:
-    from engine.errors import ModelLoadError
-    from engine.source import TINY_CONFIG, load_source
+    from steerbridge.engine.runtime.errors import ModelLoadError
+    from steerbridge.engine.runtime.source import TINY_CONFIG, load_source
 
     marker = tmp_path / "pwned"
     folder = tmp_path / "model"

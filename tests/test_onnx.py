@@ -13,11 +13,13 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from engine import RenderRequest, Steering, SteeringTerm  # noqa: E402
-from engine.errors import EngineError  # noqa: E402
-from engine.onnx_backend import PARITY_TOL, OnnxDenoiser, TeacherForced  # noqa: E402
-from engine.onnx_export import SPEC_FILE, OnnxExportError, export_denoiser, read_spec  # noqa: E402
-from engine.vectors import ConceptVector, VectorMeta  # noqa: E402
+from steerbridge.engine import RenderRequest, Steering, SteeringTerm  # noqa: E402
+from steerbridge.engine.runtime.errors import EngineError  # noqa: E402
+from steerbridge.engine.onnx.export import export_denoiser  # noqa: E402
+from steerbridge.engine.onnx.parity import TeacherForced  # noqa: E402
+from steerbridge.engine.onnx.runtime import OnnxDenoiser  # noqa: E402
+from steerbridge.engine.onnx.spec import PARITY_TOL, SPEC_FILE, OnnxExportError, read_spec  # noqa: E402
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta  # noqa: E402
 
 AUDIO_TOL = 1e-4  # final audio, max abs (measured ~2e-6 on tiny: ORT and torch differ in float rounding)
 REQ = RenderRequest("warm piano loop", seed=4, seconds=2.0, steps=4, cfg_scale=6.0)
@@ -136,7 +138,7 @@ def test_torch_side_module_swaps_are_refused(model, export_dir):
 
 
 def test_export_command_json(tmp_path, capsys):
-    from bridge.cli import export_onnx
+    from steerbridge.bridge.cli import export_onnx
 
     parser = argparse.ArgumentParser()
     export_onnx.register(parser.add_subparsers())

@@ -11,9 +11,9 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.osc import OscServer
-from bridge.presets import load_preset
-from bridge.state import ControlState
+from steerbridge.bridge.control.osc.server import OscServer
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.control.state import ControlState
 from waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"

@@ -19,10 +19,10 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.osc import OscServer, is_loopback_host
-from bridge.presets import load_preset
-from bridge.session import SessionOptions
-from bridge.state import ControlState
+from steerbridge.bridge.control.osc.server import OscServer, is_loopback_host
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.live.session import SessionOptions
+from steerbridge.bridge.control.state import ControlState
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
@@ -68,7 +68,7 @@ def answer(sock: socket.socket, address: str, params: list | None = None, *, tim
 
 # --- binding ---------------------------------------------------------------------
 def test_defaults_listen_on_loopback_only(layout: Path) -> None:
-    from bridge.cli import serve
+    from steerbridge.bridge.cli import serve
 
     server = OscServer(state_for(layout), port=0)
     try:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.concepts import get_concept
-from engine.patching import activation_patching, context_patches, functional_layers
-from engine.render import RenderRequest, SteerableModel
-from engine.source import TINY_CONFIG, build_random
+from steerbridge.engine.evaluation.concepts import get_concept
+from steerbridge.engine.localisation.patching import activation_patching, context_patches, functional_layers
+from steerbridge.engine.runtime.render import RenderRequest, SteerableModel
+from steerbridge.engine.runtime.source import TINY_CONFIG, build_random
 
 ONLY = 2  # the layer whose cross-attention is left intact
 

@@ -1,7 +1,7 @@
 """LoopPlayer: exact gain maths, block timing, swaps, underruns, determinism.
 
 Voices are constant signals on separate channels so the output *is* the gain
-curve, which is compared with the closed forms in bridge.loops.
+curve, which is compared with the closed forms in steerbridge.bridge.audio.loops.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from bridge.loops import equal_power, grid_gains, one_pole_ramp, prepare_loop
-from bridge.player import LoopPlayer
-from bridge.sinks import NullSink
+from steerbridge.bridge.audio.loops import equal_power, grid_gains, one_pole_ramp, prepare_loop
+from steerbridge.bridge.audio.player import LoopPlayer
+from steerbridge.bridge.audio.sinks import NullSink
 
 RATE, BLOCK = 48000, 256
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import EngineError
-from engine.extract import collect_site_means
-from engine.probes import cv_accuracy, probe_activations
-from engine.steering import Steering, SteeringTerm
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.extraction.caa import collect_site_means
+from steerbridge.engine.localisation.probes import cv_accuracy, probe_activations
+from steerbridge.engine.runtime.steering import Steering, SteeringTerm
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def test_planted_signal_at_one_layer_is_the_top_layer():

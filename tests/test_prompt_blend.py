@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.prompt_blend import blend_conditioning, render_blend
-from engine.render import RenderRequest
+from steerbridge.engine.extraction.prompt_blend import blend_conditioning, render_blend
+from steerbridge.engine.runtime.render import RenderRequest
 
 
 def test_alpha_zero_is_the_plain_render_and_alpha_changes_it(tiny):

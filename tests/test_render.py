@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine import RenderCancelled, RenderRequest, Steering, SteeringTerm
-from engine.errors import EngineError
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine import RenderCancelled, RenderRequest, Steering, SteeringTerm
+from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def test_render_is_bitwise_deterministic(tiny):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import sat
+from steerbridge.engine import sat
 
 
 def test_gateway_imports_and_leaves_no_placeholders():
@@ -56,7 +56,7 @@ def test_imports_point_one_way():
 
 
 def test_help_is_instant_without_torch():
-    code = "import sys; from bridge.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from steerbridge.bridge.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

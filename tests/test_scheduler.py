@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.cache import LoopCache, loop_key
-from bridge.client import InProcessClient
-from bridge.jobs import render_job_for
-from bridge.presets import load_preset, save_preset
-from bridge.scheduler import LoopReady, RenderScheduler
-from bridge.state import ControlState
+from steerbridge.bridge.live.cache import LoopCache, loop_key
+from steerbridge.bridge.engine_link.client import InProcessClient
+from steerbridge.bridge.engine_link.jobs import render_job_for
+from steerbridge.bridge.presets.model import load_preset, save_preset
+from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
+from steerbridge.bridge.control.state import ControlState
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 

@@ -20,9 +20,9 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from bridge.loops import equal_power
-from bridge.session import Session, SessionEvent, SessionOptions
-from bridge.sinks import WavSink
+from steerbridge.bridge.audio.loops import equal_power
+from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
+from steerbridge.bridge.audio.sinks import WavSink
 from waiting import wait_for
 
 PRESET = """\
@@ -48,8 +48,7 @@ stops = 3
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, tiny_model):
-    import engine
-
+    from steerbridge import engine
     folder = tmp_path_factory.mktemp("preset")
     vector = engine.extract_caa(tiny_model, positive=["happy song"], negative=["sad song"], concept="mood",
                                 seconds=1.0, steps=2, normalize=True)
@@ -139,7 +138,7 @@ def test_stop_and_play_reach_the_player_and_underruns_stay_zero(session):
 
 
 def test_serve_cli_runs_headless_and_stops_cleanly_on_ctrl_c(session):
-    cmd = [sys.executable, "-m", "bridge", "serve", "--preset", str(session.test_folder / "preset.toml"),
+    cmd = [sys.executable, "-m", "steerbridge.bridge", "serve", "--preset", str(session.test_folder / "preset.toml"),
            "--output", "null", "--osc", "127.0.0.1:0", "--no-midi", "--grid", "none", "--in-process", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -166,7 +165,7 @@ def test_serve_cli_runs_headless_and_stops_cleanly_on_ctrl_c(session):
 def test_serve_cli_names_a_bad_preset_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nsource = "tiny"\nstepz = 3\n[scene]\nprompt = "x"\n')
-    done = subprocess.run([sys.executable, "-m", "bridge", "serve", "--preset", str(bad), "--output", "null"],
+    done = subprocess.run([sys.executable, "-m", "steerbridge.bridge", "serve", "--preset", str(bad), "--output", "null"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "stepz" in done.stderr and "Traceback" not in done.stderr
 

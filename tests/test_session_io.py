@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.session_io import PrerenderProgress, lower_priority, parse_host_port
+from steerbridge.bridge.live.progress import PrerenderProgress, lower_priority
+from steerbridge.bridge.live.surfaces import parse_host_port
 
 
 def test_parse_host_port():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.session import Session, SessionOptions
-from bridge.sinks import DeviceSink, NullSink
+from steerbridge.bridge.live.session import Session, SessionOptions
+from steerbridge.bridge.audio.sinks import DeviceSink, NullSink
 from waiting import wait_for
 
 PRESET = """\
@@ -31,8 +31,7 @@ stops = 2
 
 @pytest.fixture()
 def preset_file(tmp_path, tiny_model):
-    import engine
-
+    from steerbridge import engine
     vec = engine.extract_caa(tiny_model, positive=["happy"], negative=["sad"], concept="mood", seconds=0.5, steps=2)
     engine.save_vector(vec, tmp_path / "mood.safetensors")
     (tmp_path / "preset.toml").write_text(PRESET)

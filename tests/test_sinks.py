@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from bridge.loops import prepare_loop
-from bridge.player import LoopPlayer
-from bridge.portaudio import JACK_HOSTAPI, import_sounddevice
-from bridge.sinks import DeviceSink, NullSink, SinkSpec, WavSink, open_sink, parse_sink
+from steerbridge.bridge.audio.loops import prepare_loop
+from steerbridge.bridge.audio.player import LoopPlayer
+from steerbridge.bridge.audio.portaudio import JACK_HOSTAPI, import_sounddevice
+from steerbridge.bridge.audio.sinks import DeviceSink, NullSink, SinkSpec, WavSink, open_sink, parse_sink
 
 
 def test_parse_sink_strings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.soak import run_soak
+from support.soak import run_soak
 
 
 @pytest.mark.slow

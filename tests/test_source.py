@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.errors import ModelLoadError
-from engine.source import TINY_CONFIG, fingerprint_of, load_source
+from steerbridge.engine.runtime.errors import ModelLoadError
+from steerbridge.engine.runtime.source import TINY_CONFIG, fingerprint_of, load_source
 
 
 @pytest.fixture()

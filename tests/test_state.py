@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.presets import load_preset
-from bridge.state import Change, ControlState
+from steerbridge.bridge.presets.model import load_preset
+from steerbridge.bridge.control.state import Change, ControlState
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 

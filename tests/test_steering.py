@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.errors import EngineError
-from engine.steering import Steering, SteeringHandle, SteeringTerm, site_offsets, steer
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.runtime.steering import Steering, SteeringHandle, SteeringTerm, site_offsets, steer
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def make_vector(model, *, site="cross_attn", layers=(1,), seed=0, steps=None, concept="c", norms=None):
@@ -143,7 +143,7 @@ def test_start_step_and_per_step_vectors_hit_exactly_the_intended_steps(tiny):
 
 
 def test_detach_restores_original_modules_even_after_an_exception(tiny):
-    from engine import RenderRequest
+    from steerbridge.engine import RenderRequest
 
     req = RenderRequest("warm pad", seed=7, seconds=1.0, steps=2)
     before_modules = [id(m) for m in tiny.model.modules()]

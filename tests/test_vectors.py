@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.errors import VectorFileError, VectorMismatchError
-from engine.vectors import ConceptVector, VectorMeta, load_vector, save_vector
+from steerbridge.engine.runtime.errors import VectorFileError, VectorMismatchError
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta, load_vector, save_vector
 
 
 def vec(fp="abc", site="cross_attn", d=64, layers=(1, 2), concept="mood"):

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from bridge.loops import equal_power
-from bridge.presets import Knob
-from bridge.scheduler import LoopReady
-from bridge.voicebank import VoiceBank
+from steerbridge.bridge.audio.loops import equal_power
+from steerbridge.bridge.presets.model import Knob
+from steerbridge.bridge.live.scheduler import LoopReady
+from steerbridge.bridge.live.voicebank import VoiceBank
 
 MOOD = Knob(name="mood", vector="m.safetensors", alpha_min=-4.0, alpha_max=4.0, stops=5)
 TEMPO = Knob(name="tempo", vector="t.safetensors", alpha_min=0.0, alpha_max=2.0, stops=3)

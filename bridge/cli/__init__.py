@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:
-            module = importlib.import_module(f"bridge.cli.{name}")
+            module = importlib.import_module(f"steerbridge.bridge.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"bridge.cli.{name}":
+            if exc.name == f"steerbridge.bridge.cli.{name}":
                 continue  # command not built yet
             raise
         module.register(sub)

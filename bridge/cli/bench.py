@@ -34,7 +34,7 @@ def set_threads(threads: int | None, *, quick: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     p = sub.add_parser("bench", help="compare steering methods x layer sets x concepts, with a report",
                        description="Benchmark CAA, AUSteer, SAE and a prompt-blend baseline on localized, "
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     from dataclasses import replace
 
-    from engine.bench import BenchConfig
+    from steerbridge.engine.evaluation.bench import BenchConfig
 
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
     changes: dict = {}
@@ -94,14 +94,14 @@ def _clean(v):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import emit_json, fail
+    from steerbridge.bridge.cli.common import emit_json, fail
 
     quiet = args.json
     t0 = time.perf_counter()
     try:
         set_threads(args.threads, quick=args.quick)
-        import engine
-        from engine.bench import run_bench
+        from steerbridge import engine
+        from steerbridge.engine.evaluation.bench import run_bench
 
         cfg = _config(args)
         model = engine.load_model(args.model)
@@ -115,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
         raise
     from dataclasses import asdict
 
-    from bridge.benchplots import bench_markdown, curve_grid, impact_heatmap, retained_bars
+    from steerbridge.bridge.reports.benchplots import bench_markdown, curve_grid, impact_heatmap, retained_bars
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for key, vec in res.vectors.items():
         engine.save_vector(vec, out / "vectors" / f"{key.replace('/', '_')}.safetensors")
-    from engine.sae import save_sae
+    from steerbridge.engine.extraction.sae import save_sae
 
     for layer, sae in res.saes.items():
         save_sae(sae, out / "saes" / f"cross_attn_layer{layer}.safetensors", layer=layer, site="cross_attn",

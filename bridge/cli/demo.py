@@ -18,7 +18,7 @@ DEMO_PRESET = Path(__file__).resolve().parents[2] / "presets" / "demo.toml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     p = sub.add_parser("demo", help="the main job: a steered sweep (WAVs + picture), or --play to serve live",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _audio_output() -> str | None:
     """The default audio output as "name (host API)", or None when PortAudio or a device is missing."""
-    from bridge.portaudio import SinkUnavailable, import_sounddevice, resolve_output_device
+    from steerbridge.bridge.audio.portaudio import SinkUnavailable, import_sounddevice, resolve_output_device
 
     try:
         sd = import_sounddevice()
@@ -47,8 +47,8 @@ def _audio_output() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import fail
-    from bridge.presets import PresetError, load_preset
+    from steerbridge.bridge.cli.common import fail
+    from steerbridge.bridge.presets.model import PresetError, load_preset
 
     try:
         preset = load_preset(args.preset)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     device = None if args.render else _audio_output()
     if args.play or device is not None:
-        from bridge.cli import main
+        from steerbridge.bridge.cli import main
 
         if not args.json:
             print(f"Serving {args.preset.name} live on {device or args.output}; Ctrl-C stops. "
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if not preset.knobs:
         return fail(f"{args.preset} has no [[knob]] to sweep")
     knob = args.knob or preset.knobs[0].name
-    from bridge.cli import render
+    from steerbridge.bridge.cli import render
 
     ns = argparse.Namespace(
         preset=args.preset, model=None, prompt=None, negative_prompt=None, seed=None, seconds=None, steps=None,

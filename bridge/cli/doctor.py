@@ -12,7 +12,7 @@ __all__ = ["register", "collect"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     p = sub.add_parser("doctor", help="report installed packages, torch build, devices, audio and MIDI backends",
                        description="Check the installation: Python and torch build, threads, devices, whether "
@@ -44,14 +44,14 @@ def _torch() -> dict[str, tp.Any]:
 
 
 def _sat() -> dict[str, tp.Any]:
-    from engine import sat
+    from steerbridge.engine import sat
 
     sat.import_sat()
     return {"imports": True, "version": _version("stable-audio-tools"), "placeholders": sat.placeholders_used()}
 
 
 def _models() -> dict[str, tp.Any]:
-    from engine.source import DEMO_DIR
+    from steerbridge.engine.runtime.source import DEMO_DIR
 
     return {"tiny": "built in", "demo": "present" if (DEMO_DIR / "model.safetensors").exists() else "not installed"}
 
@@ -109,7 +109,7 @@ def collect() -> dict[str, tp.Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import emit_json
+    from steerbridge.bridge.cli.common import emit_json
 
     report = collect()
     if args.json:

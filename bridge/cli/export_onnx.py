@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="example loop length traced (default: 4; the "
                                                                 "graph accepts any length)")
     p.add_argument("--no-check", action="store_true", help="skip the torch/onnxruntime parity check")
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -45,15 +45,16 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from bridge.cli.common import emit_json, fail
-    from engine import EngineError, load_model
+    from steerbridge.bridge.cli.common import emit_json, fail
+    from steerbridge.engine import EngineError, load_model
 
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         return fail(f"export-onnx needs the packages 'onnx' and 'onnxruntime' ({exc}); run `make install`")
-    from engine.onnx_export import default_export_dir, export_denoiser
+    from steerbridge.engine.onnx.export import export_denoiser
+    from steerbridge.engine.onnx.spec import default_export_dir
 
     try:
         model = load_model(args.model)

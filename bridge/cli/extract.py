@@ -17,7 +17,7 @@ papers). Prompts can also come from files, one per line (--positive-file / --neg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     p = sub.add_parser("extract", help="extract a CAA concept vector from positive/negative prompts",
                        description="Record a site's activations during real sampling for positive and negative "
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prompts(inline: list[str], file: Path | None, bases: list[str]) -> list[str]:
-    from engine.extract import expand_templates
+    from steerbridge.engine.extraction.caa import expand_templates
 
     lines = list(inline)
     if file is not None:
@@ -54,7 +54,7 @@ def _prompts(inline: list[str], file: Path | None, bases: list[str]) -> list[str
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import emit_json, fail
+    from steerbridge.bridge.cli.common import emit_json, fail
 
     if args.out.suffix != ".safetensors":
         return fail(f"--out {args.out} must end in .safetensors")
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"cannot read prompts: {exc}")
     if not pos or not neg:
         return fail("give at least one --positive and one --negative prompt (or --positive-file/--negative-file)")
-    import engine
-
+    from steerbridge import engine
     try:
         model = engine.load_model(args.model)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None

@@ -49,13 +49,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import fail
-    from bridge.session import SessionOptions
+    from steerbridge.bridge.cli.common import fail
+    from steerbridge.bridge.live.session import SessionOptions
 
     if not 0 < args.blocksize <= 8192:
         return fail(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")
     try:
-        app = importlib.import_module("gui.app")  # by name: bridge never imports gui at module level
+        app = importlib.import_module("steerbridge.gui.app")  # by name: bridge never imports gui at module level
     except ImportError as exc:
         return fail(f"the panel needs PyQt6 ({exc}); install it with `pip install 'steerbridge[gui]'`")
     options = SessionOptions(

@@ -23,7 +23,7 @@ A heat-map PNG is written next to --out (or to out/localize/ without one)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     p = sub.add_parser("localize", help="find the functional layers of a concept (patching or probes)",
                        description="Locate the cross-attention layers that carry a concept, by activation "
@@ -53,7 +53,7 @@ def preset_snippet(concept: str, layers: list[int], *, method: str, model: str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import ProgressBar, emit_json, fail
+    from steerbridge.bridge.cli.common import ProgressBar, emit_json, fail
 
     if args.out is not None and args.out.suffix not in (".toml", ".json"):
         return fail(f"--out {args.out} must end in .toml (preset snippet) or .json (full result)")
@@ -61,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         return fail(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
-    from bridge.cli.bench import set_threads
+    from steerbridge.bridge.cli.bench import set_threads
 
     set_threads(args.threads, quick=False)
-    import engine
-    from engine.concepts import get_concept
-    from engine.errors import EngineError
+    from steerbridge import engine
+    from steerbridge.engine.evaluation.concepts import get_concept
+    from steerbridge.engine.runtime.errors import EngineError
 
     t0 = time.perf_counter()
     try:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         model = engine.load_model(args.model)
         gen = dict(seconds=args.seconds, steps=args.steps, cfg_scale=args.cfg_scale)
         if args.method == "patching":
-            from engine.patching import activation_patching
+            from steerbridge.engine.localisation.patching import activation_patching
 
             pairs = concept.pairs()[:args.pairs]
             bar = ProgressBar(total=len(pairs) * len(seeds) * (2 + model.num_layers), desc="patching",
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
             layers, values, label = list(res.functional), list(res.impact), "impact (Eq. 2)"
         else:
-            from engine.probes import probe_layers
+            from steerbridge.engine.localisation.probes import probe_layers
 
             pos, neg = concept.prompts()
             res = probe_layers(model, positive=pos, negative=neg, concept=concept.name, top_k=args.top,
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                   if args.method == "patching" else "no probe result")
         return fail(f"no functional layers for '{concept.name}': {detail}. Use more --pairs or --seeds, longer "
                     "--seconds, or --method probes")
-    from bridge.benchplots import impact_heatmap
+    from steerbridge.bridge.reports.benchplots import impact_heatmap
 
     folder = args.out.parent if args.out is not None else Path("out/localize")
     png = impact_heatmap({concept.name: values}, list(range(model.num_layers)),

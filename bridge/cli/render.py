@@ -21,7 +21,7 @@ curve; without one, --sweep NAME refers to a --steer vector (its file name witho
 
 
 def parse_sweep(text: str) -> tuple[str, float, float, int]:
-    from bridge.cli.common import parse_pair
+    from steerbridge.bridge.cli.common import parse_pair
 
     name, spec = parse_pair(text, what="--sweep")
     parts = spec.split(":")
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", metavar="NAME=LO:HI:N", help="render N values from LO to HI, same seed")
     p.add_argument("--out", type=Path, default=Path("out/render"), help="output folder (default: out/render)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from bridge.cli.common import add_json_flag
+    from steerbridge.bridge.cli.common import add_json_flag
 
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -67,11 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _plan(args: argparse.Namespace):
     """Base job + the list of (label, knob, value, alpha, job) to render."""
-    from bridge.cli.common import parse_pair
-    from bridge.jobs import RenderJob, VectorTerm, render_job_for
+    from steerbridge.bridge.cli.common import parse_pair
+    from steerbridge.bridge.engine_link.jobs import RenderJob, VectorTerm, render_job_for
 
     if args.preset is not None:
-        from bridge.presets import load_preset
+        from steerbridge.bridge.presets.model import load_preset
 
         preset = load_preset(args.preset)
         alphas = {k.name: k.default_alpha for k in preset.knobs}
@@ -125,16 +125,16 @@ def _plan(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import ProgressBar, emit_json, fail
+    from steerbridge.bridge.cli.common import ProgressBar, emit_json, fail
 
     try:
         source, backend, runs = _plan(args)
     except (ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
-    from bridge.audiofile import slug, write_wav
-    from bridge.jobs import JobFailed, Progress, RenderResult
-    from bridge.worker import JobRunner
-    from engine import EngineError
+    from steerbridge.bridge.audio.wavfile import slug, write_wav
+    from steerbridge.bridge.engine_link.jobs import JobFailed, Progress, RenderResult
+    from steerbridge.bridge.engine_link.worker import JobRunner
+    from steerbridge.engine import EngineError
 
     t0 = time.perf_counter()
     try:
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     picture = None
     if len(runs) > 1:
-        from bridge.pictures import sweep_grid
+        from steerbridge.bridge.reports.pictures import sweep_grid
 
         name = runs[0][1]
         picture = sweep_grid([(lbl, a) for lbl, a, _ in audios], audios[0][2], args.out / f"sweep_{slug(name)}.png",

@@ -74,11 +74,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.cli.common import emit_json, fail
-    from bridge.client import EngineJobError
-    from bridge.presets import PresetError
-    from bridge.session import Session, SessionOptions
-    from bridge.sinks import SinkUnavailable
+    from steerbridge.bridge.cli.common import emit_json, fail
+    from steerbridge.bridge.engine_link.client import EngineJobError
+    from steerbridge.bridge.presets.model import PresetError
+    from steerbridge.bridge.live.session import Session, SessionOptions
+    from steerbridge.bridge.audio.sinks import SinkUnavailable
 
     if not 0 < args.blocksize <= 8192:
         return fail(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")

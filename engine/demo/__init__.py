@@ -1,6 +1,6 @@
 """The embedded demo model: procedural corpus, codec, text encoder, training.
 
-Submodules are imported on demand (``engine.demo.corpus`` needs only numpy and
+Submodules are imported on demand (``steerbridge.engine.demo.corpus`` needs only numpy and
 scipy; the model parts need torch and stable-audio-tools).
 """
 

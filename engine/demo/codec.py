@@ -31,8 +31,8 @@ import typing as tp
 
 import torch
 
-from engine.components import register_pretransform
-from engine.sat import sat
+from steerbridge.engine.runtime.components import register_pretransform
+from steerbridge.engine.adapters.sat import sat
 
 __all__ = ["MelCodec", "warped_mel_filterbank"]
 

@@ -31,7 +31,7 @@ import functools
 import numpy as np
 from scipy import signal
 
-from engine.demo.captions import ATTRIBUTES, Attributes, caption, is_held_out
+from steerbridge.engine.demo.captions import ATTRIBUTES, Attributes, caption, is_held_out
 
 __all__ = ["CorpusOptions", "Clip", "SAMPLE_RATE", "TEMPO_BPM", "sample_attributes", "make_clip",
            "render_clip"]

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.demo.captions import ATTRIBUTES, Attributes
-from engine.demo.codec import MelCodec
-from engine.demo.corpus import CorpusOptions, make_clip
-from engine.descriptors import describe
+from steerbridge.engine.demo.captions import ATTRIBUTES, Attributes
+from steerbridge.engine.demo.codec import MelCodec
+from steerbridge.engine.demo.corpus import CorpusOptions, make_clip
+from steerbridge.engine.evaluation.descriptors import describe
 
 __all__ = ["CONTRASTS", "CorpusCache", "build_cache", "class_gaps", "synthetic_class_gaps"]
 

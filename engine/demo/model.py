@@ -2,7 +2,7 @@
 
 Importing this module registers the demo's custom components
 (``steerbridge_mel`` pretransform, ``steerbridge_minilm`` and
-``steerbridge_minilm_pooled`` conditioners) with :mod:`engine.components`;
+``steerbridge_minilm_pooled`` conditioners) with :mod:`steerbridge.engine.runtime.components`;
 anything that builds a model from ``engine/demo/config.json`` or an exported
 demo folder must import it first (the engine's model source does).
 
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from engine.components import custom_components
-from engine.demo import codec as _codec  # noqa: F401  (registers steerbridge_mel)
-from engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
-from engine.sat import sat
+from steerbridge.engine.runtime.components import custom_components
+from steerbridge.engine.demo import codec as _codec  # noqa: F401  (registers steerbridge_mel)
+from steerbridge.engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
+from steerbridge.engine.adapters.sat import sat
 
 __all__ = ["CONFIG_PATH", "build_model", "export_model", "load_model_folder"]
 

@@ -33,7 +33,7 @@ import typing as tp
 import torch
 from torch import nn
 
-from engine.components import register_conditioner
+from steerbridge.engine.runtime.components import register_conditioner
 
 __all__ = ["MINILM_PACKAGE", "MiniLMTokens", "MiniLMPooled", "encode_texts", "minilm_dir"]
 

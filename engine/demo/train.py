@@ -1,6 +1,6 @@
 """Train the demo model: one seeded, resumable command.
 
-    python -m engine.demo.train --out out/demo-train [--minutes N] [--resume]
+    python -m steerbridge.engine.demo.train --out out/demo-train [--minutes N] [--resume]
 
 What it does, top to bottom: build (or reuse) the corpus cache under
 ``OUT/cache``; build the model from ``engine/demo/config.json`` through the
@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.demo.captions import caption
-from engine.demo.corpus import CorpusOptions
-from engine.demo.data import CorpusCache, build_cache, class_gaps
-from engine.demo.follow import prompt_following
-from engine.demo.model import CONFIG_PATH, build_model, export_model
+from steerbridge.engine.demo.captions import caption
+from steerbridge.engine.demo.corpus import CorpusOptions
+from steerbridge.engine.demo.data import CorpusCache, build_cache, class_gaps
+from steerbridge.engine.demo.follow import prompt_following
+from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model
 
 __all__ = ["TrainConfig", "train", "main"]
 

@@ -12,9 +12,9 @@ import os
 import torch
 from torch._dynamo.utils import counters
 
-from engine import Steering, SteeringTerm, load_model
-from engine.steering import SteeringHandle
-from engine.vectors import ConceptVector, VectorMeta
+from steerbridge.engine import Steering, SteeringTerm, load_model
+from steerbridge.engine.runtime.steering import SteeringHandle
+from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 
 def main() -> None:

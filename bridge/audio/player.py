@@ -1,0 +1,399 @@
+"""LoopPlayer: mixes aligned loops in the audio callback.
+
+Who runs what:
+
+- **The audio callback** (PortAudio's thread, or the null sink's clock) calls
+  :meth:`LoopPlayer.process`. It copies and mixes preallocated buffers and
+  nothing else: no array allocation, no lock, no I/O, no waiting. It owns the
+  play positions and the smoothed gains.
+- **Control threads** (OSC, MIDI, GUI, the render scheduler's delivery) call
+  :meth:`set_voices`, :meth:`play`, :meth:`stop`. They serialise among
+  themselves with a lock the callback never touches, do every allocation, and
+  hand results over with single reference or single-array stores (the ``# NB:``
+  comments say where GIL atomicity is relied on).
+
+A *scene* (prompt + seed + length) is a deck of up to ``slots`` aligned loops
+sharing one play position; each slot has a target gain (set by control) and a
+smoothed gain (one-pole, ~10 ms, per sample). A knob move sets new targets and
+is heard at the next block. A new scene goes through a one-entry mailbox and
+starts at the current deck's loop boundary (or at once) with an equal-power
+crossfade of ``fade_s``.
+
+Objects the callback may still hold a reference to (a replaced loop, a
+finished deck) are never released by it: control keeps them in a graveyard
+until the callback has finished two more blocks, so the callback never frees
+memory either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from steerbridge.bridge.audio.loops import Loop, one_pole_coefficient
+
+__all__ = ["LoopPlayer", "PlayerStats"]
+
+_SETTLED = 1e-5  # a gain this close to its target snaps to it (-100 dB)
+
+
+@dataclass(frozen=True)
+class PlayerStats:
+    blocks: int
+    frames: int
+    underruns: int  # blocks in which nothing could be played (no loop yet), zero-filled
+    underrun_frames: int
+    steals: int  # voices cut because every slot was busy
+    playing: bool
+    scene: Hashable
+    position_s: float
+
+
+class _Deck:
+    """One scene: aligned loops in fixed slots sharing one play position."""
+
+    __slots__ = ("scene", "frames", "loops", "target", "snap", "gain", "pos")
+
+    def __init__(self, scene: Hashable, frames: int, slots: int) -> None:
+        self.scene = scene
+        self.frames = frames
+        self.loops: list[Loop | None] = [None] * slots
+        self.target = np.zeros(slots)  # control writes, with one copyto
+        self.snap = np.zeros(slots)  # the callback's per-block copy of target
+        self.gain = np.zeros(slots)  # callback-owned smoothed gains; control only reads
+        self.pos = 0  # callback-owned, in frames
+
+
+class LoopPlayer:
+    """Mix aligned loops with smoothed per-voice gains; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        rate: int,
+        channels: int = 2,
+        max_block: int = 8192,
+        slots: int = 16,
+        smoothing_s: float = 0.010,
+        fade_s: float = 0.030,
+    ) -> None:
+        if rate <= 0 or channels <= 0 or max_block <= 0 or slots <= 0:
+            raise ValueError(
+                f"LoopPlayer needs positive rate/channels/max_block/slots, got "
+                f"{rate}/{channels}/{max_block}/{slots}"
+            )
+        self.rate, self.channels, self.slots, self.max_block = rate, channels, slots, max_block
+        self.k = one_pole_coefficient(tau_s=smoothing_s, rate=rate)
+        self._decay64 = (1.0 - self.k) ** np.arange(1, max_block + 1, dtype=np.float64)
+        # Per-sample tables are stored interleaved (each value repeated per
+        # channel): 1-D ufuncs on them need no iterator buffers, whereas
+        # broadcasting a [frames, 1] ramp made numpy allocate ~34 KB per call.
+        self._decay = np.repeat(self._decay64.astype(np.float32), channels)
+        self._ramp = np.empty(max_block * channels, np.float32)
+        self._tmp = np.empty(max_block * channels, np.float32)
+        self._mixes = (np.empty(max_block * channels, np.float32), np.empty(max_block * channels, np.float32))
+        self.fade_frames = max(1, round(fade_s * rate))
+        t = (np.arange(self.fade_frames, dtype=np.float64) + 0.5) / self.fade_frames
+        self._fade_in = np.repeat(np.sin(t * np.pi / 2).astype(np.float32), channels)
+        self._fade_out = np.repeat(np.cos(t * np.pi / 2).astype(np.float32), channels)
+        # Callback-owned state.
+        self._cur: _Deck | None = None
+        self._old: _Deck | None = None  # fading out
+        self._pending: _Deck | None = None
+        self._pending_now = False
+        self._fade_pos = 0
+        self._mail_taken = 0
+        self._master = 1.0
+        self._seen = (0, -1, 0.0)  # (target seq, block index, perf_counter) of the newest targets heard
+        self.blocks = self.frames_out = self.underruns = self.underrun_frames = 0
+        # Control-owned state.
+        self._lock = threading.Lock()
+        self._mail: tuple[int, _Deck, bool] | None = None
+        self._mail_seq = 0
+        self._seq = 0
+        self._master_target = 1.0
+        self._volume = 1.0  # master volume; play()/stop() fade between 0 and it
+        self._playing = True
+        self._decks: dict[Hashable, _Deck] = {}
+        self._graveyard: list[tuple[int, object]] = []
+        self.steals = 0
+
+    # ------------------------------------------------------------------ control side
+    def set_voices(
+        self,
+        gains: Mapping[Loop, float],
+        *,
+        scene: Hashable,
+        swap: Literal["boundary", "now"] = "boundary",
+    ) -> int:
+        """Set the target gain of each loop of ``scene``; loops left out fade to 0.
+
+        A scene not playing or pending yet gets a new deck that starts at the
+        current loop's boundary (``swap="boundary"``) or at once (``"now"``).
+        Returns the sequence number of this update (see :meth:`last_heard`).
+        """
+        if swap not in ("boundary", "now"):
+            raise ValueError(f"swap={swap!r}; use 'boundary' or 'now'")
+        for loop, g in gains.items():
+            if not (np.isfinite(g) and g >= 0.0):
+                raise ValueError(f"gain {g!r} for loop {loop.key!r}; gains must be finite and >= 0")
+            if loop.channels != self.channels or loop.rate != self.rate:
+                raise ValueError(
+                    f"loop {loop.key!r} is {loop.channels} ch @ {loop.rate} Hz but the player is "
+                    f"{self.channels} ch @ {self.rate} Hz; prepare it with prepare_loop(rate={self.rate})"
+                )
+        with self._lock:
+            self._reap_locked(force=False)
+            deck = self._decks.get(scene)
+            mailed = self._mail[1] if self._mail is not None else None
+            if deck is not None and deck is not self._cur and (deck is not mailed or deck is self._old):
+                deck = None  # fading out or gone: coming back to a scene starts it afresh
+            lengths = {loop.frames for loop in gains}
+            if deck is None:
+                if len(lengths) != 1:
+                    raise ValueError(f"scene {scene!r} needs loops of one length; got frame counts {sorted(lengths)}")
+                deck = _Deck(scene, lengths.pop(), self.slots)
+            elif lengths - {deck.frames}:
+                raise ValueError(
+                    f"scene {scene!r} plays {deck.frames}-frame loops; got {sorted(lengths)}: "
+                    "a different length is a new scene"
+                )
+            if sum(1 for g in gains.values() if g > 0) > self.slots:
+                raise ValueError(f"{len(gains)} audible voices but only {self.slots} slots; raise slots=")
+            target = np.zeros(self.slots)
+            wanted = {loop for loop, g in gains.items() if g > 0}
+            for loop in wanted:
+                target[self._slot_for(deck, loop, wanted)] = gains[loop]
+            # NB: one C-level copy under the GIL; the callback snapshots the
+            # array with one copyto too, so it never sees half an update.
+            np.copyto(deck.target, target)
+            self._seq += 1
+            if self._decks.get(scene) is not deck:
+                self._decks[scene] = deck
+                self._mail_seq += 1
+                # NB: a single attribute store is atomic; the callback takes the
+                # mail when its sequence number differs from the one it took last.
+                self._mail = (self._mail_seq, deck, swap == "now")
+            return self._seq
+
+    def _slot_for(self, deck: _Deck, loop: Loop, wanted: set[Loop]) -> int:
+        for j, held in enumerate(deck.loops):
+            if held is loop:
+                return j
+        free = [j for j, held in enumerate(deck.loops) if held is None]
+        if not free:  # idle: silent and meant to stay silent
+            free = [j for j in range(self.slots) if deck.target[j] == 0.0 and deck.gain[j] == 0.0]
+        if free:
+            j = free[0]
+        else:  # every slot is sounding: cut the quietest voice we no longer want
+            j = min((j for j in range(self.slots) if deck.loops[j] not in wanted), key=lambda j: deck.gain[j])
+            self.steals += 1
+        if deck.loops[j] is not None:
+            self._graveyard.append((self.blocks, deck.loops[j]))
+        # NB: a list item store is atomic; the callback sees the old loop or the new one.
+        deck.loops[j] = loop
+        return j
+
+    def play(self) -> None:
+        """Fade in (one-pole) and resume from where :meth:`stop` paused."""
+        self._playing = True
+        self._master_target = self._volume  # NB: a float store; the callback smooths it
+
+    def stop(self) -> None:
+        """Fade out; once silent the positions freeze (pause)."""
+        self._playing = False
+        self._master_target = 0.0
+
+    def set_volume(self, gain: float) -> float:
+        """Master volume 0..1 (linear), reached through the same one-pole smoothing as play/stop."""
+        self._volume = min(1.0, max(0.0, float(gain)))
+        if self._playing:
+            self._master_target = self._volume
+        return self._volume
+
+    @property
+    def volume(self) -> float:
+        return self._volume
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def reap(self, *, force: bool = False) -> None:
+        """Release replaced loops and finished decks (``force``: the callback is stopped)."""
+        with self._lock:
+            self._reap_locked(force=force)
+
+    def _reap_locked(self, *, force: bool) -> None:
+        live = {id(d) for d in (self._cur, self._old, self._pending) if d is not None}
+        mail = self._mail
+        if mail is not None:
+            live.add(id(mail[1]))
+        for scene, deck in list(self._decks.items()):
+            if id(deck) not in live:
+                del self._decks[scene]
+                self._graveyard.append((self.blocks, deck))
+        now = self.blocks
+        self._graveyard = [] if force else [(b, o) for b, o in self._graveyard if now - b < 2]
+
+    def stats(self) -> PlayerStats:
+        cur = self._cur
+        return PlayerStats(
+            blocks=self.blocks, frames=self.frames_out, underruns=self.underruns,
+            underrun_frames=self.underrun_frames, steals=self.steals, playing=self.playing,
+            scene=None if cur is None else cur.scene,
+            position_s=0.0 if cur is None else cur.pos / self.rate,
+        )
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the newest :meth:`set_voices` call."""
+        return self._seq
+
+    def last_heard(self) -> tuple[int, int, float]:
+        """``(seq, block, t)``: newest :meth:`set_voices` seq the callback used, the
+        index of the first block that used it, and ``time.perf_counter()`` then."""
+        return self._seen
+
+    def gains(self) -> dict[Loop, float]:
+        """Smoothed gains of the audible deck's voices as of the last block."""
+        deck = self._cur
+        if deck is None:
+            return {}
+        return {loop: float(g) for loop, g in zip(list(deck.loops), deck.gain.tolist()) if loop is not None}
+
+    def targets(self) -> dict[Loop, float]:
+        """Target gains of the newest deck (the one set_voices last posted or updated)."""
+        with self._lock:
+            mail = self._mail
+            deck = mail[1] if mail is not None and mail[1] is not self._old else self._cur
+            if deck is None:
+                return {}
+            return {loop: float(t) for loop, t in zip(deck.loops, deck.target.tolist()) if loop is not None and t > 0}
+
+    def current_loop(self) -> Loop | None:
+        """The loudest voice of the audible deck (for a waveform display)."""
+        gains = self.gains()
+        return max(gains, key=gains.__getitem__) if gains else None
+
+    # ------------------------------------------------------------------ audio side
+    def process(self, out: np.ndarray) -> None:
+        """Fill ``out`` (``[frames, channels]`` or interleaved 1-D float32) with the mix."""
+        flat = out.reshape(-1)  # a view: sounddevice hands C-contiguous buffers
+        frames = flat.shape[0] // self.channels
+        mail = self._mail
+        if mail is not None and mail[0] != self._mail_taken:
+            # A newer scene replaces a pending one that never started; the
+            # control side still holds it (self._decks), so nothing is freed here.
+            self._mail_taken, self._pending, self._pending_now = mail[0], mail[1], mail[2]
+        seq = self._seq  # read before the targets: targets are at least this new
+        if seq != self._seen[0]:
+            self._seen = (seq, self.blocks, time.perf_counter())
+        done = 0
+        while done < frames:
+            n = min(frames - done, self.max_block)
+            self._render(flat[done * self.channels:(done + n) * self.channels], n)
+            done += n
+        self.blocks += 1
+        self.frames_out += frames
+
+    def _render(self, flat: np.ndarray, frames: int) -> None:
+        ch = self.channels
+        target = self._master_target
+        if self._master == 0.0 and target == 0.0 and not self._playing:
+            flat.fill(0.0)  # paused: positions stay where they are (a muted loop keeps moving)
+            return
+        for deck in (self._cur, self._old, self._pending):
+            if deck is not None:
+                np.copyto(deck.snap, deck.target)  # NB: one C call, see set_voices
+        heard = False
+        done = 0
+        while done < frames:
+            n = frames - done
+            if self._pending is not None and self._old is None:
+                cur = self._cur
+                if self._pending_now or cur is None or cur.pos == 0:
+                    self._old, self._cur, self._pending = cur, self._pending, None
+                    self._fade_pos = 0
+                    if cur is not None:  # the equal-power fade alone shapes a swap
+                        np.copyto(self._cur.gain, self._cur.snap)
+                else:
+                    n = min(n, cur.frames - cur.pos)  # stop at the boundary
+            dst = flat[done * ch:(done + n) * ch]
+            if self._old is None:
+                heard |= self._mix_deck(self._cur, dst, n)
+            else:
+                n = min(n, self.fade_frames - self._fade_pos)
+                dst = flat[done * ch:(done + n) * ch]
+                heard |= self._crossfade(dst, n)
+            done += n
+        if not heard:
+            flat.fill(0.0)
+            self.underruns += 1
+            self.underrun_frames += frames
+        if self._master != target:
+            d = self._master - target
+            ramp = self._ramp[:frames * ch]
+            np.multiply(self._decay[:frames * ch], d, out=ramp)
+            ramp += target
+            np.multiply(flat, ramp, out=flat)
+            end = target + d * float(self._decay64[frames - 1])
+            self._master = target if abs(end - target) < _SETTLED else end
+
+    def _crossfade(self, dst: np.ndarray, n: int) -> bool:
+        ch, fp = self.channels, self._fade_pos
+        a, b = self._mixes[0][:n * ch], self._mixes[1][:n * ch]
+        heard = self._mix_deck(self._cur, a, n)
+        heard |= self._mix_deck(self._old, b, n)
+        np.multiply(a, self._fade_in[fp * ch:(fp + n) * ch], out=dst)
+        tmp = self._tmp[:n * ch]
+        np.multiply(b, self._fade_out[fp * ch:(fp + n) * ch], out=tmp)
+        dst += tmp
+        self._fade_pos = fp + n
+        if self._fade_pos >= self.fade_frames:
+            self._old = None  # control's reap moves it to the graveyard
+        return heard
+
+    def _mix_deck(self, deck: _Deck | None, dst: np.ndarray, n: int) -> bool:
+        """Add the deck's voices into ``dst`` (zeroed first); False if it has no loop."""
+        dst.fill(0.0)
+        if deck is None:
+            return False
+        ch, length, start = self.channels, deck.frames, deck.pos
+        has_loop = False
+        for j in range(self.slots):
+            loop = deck.loops[j]
+            if loop is None:
+                continue
+            has_loop = True
+            g0, t = float(deck.gain[j]), float(deck.snap[j])
+            ramp = None
+            if g0 != t:
+                d = g0 - t
+                ramp = self._ramp[:n * ch]
+                np.multiply(self._decay[:n * ch], d, out=ramp)
+                ramp += t
+                end = t + d * float(self._decay64[n - 1])
+                deck.gain[j] = t if abs(end - t) < _SETTLED else end
+            elif t == 0.0:
+                continue
+            src, pos, done = loop.data, start, 0
+            while done < n:  # wraps at the loop end (maybe several times for tiny loops)
+                m = min(n - done, length - pos)
+                piece = src[pos * ch:(pos + m) * ch]
+                tmp = self._tmp[:m * ch]
+                if ramp is None:
+                    np.multiply(piece, t, out=tmp)
+                else:
+                    np.multiply(piece, ramp[done * ch:(done + m) * ch], out=tmp)
+                out = dst[done * ch:(done + m) * ch]
+                np.add(out, tmp, out=out)
+                done += m
+                pos = (pos + m) % length
+        deck.pos = (start + n) % length
+        return has_loop

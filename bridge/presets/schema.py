@@ -1,0 +1,281 @@
+"""Validation of preset TOML text into plain dicts, and back to TOML text.
+
+Kept apart from :mod:`steerbridge.bridge.presets.model` (the value classes and the public API)
+so that each stays readable. Every problem becomes one line
+``FILE:LINE: KEY: expected ..., got ...``; all problems of a file are reported
+together in one :class:`PresetError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import tomli_w
+
+from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
+
+__all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
+           "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
+
+CURVES = ("linear", "exp", "log")
+CFG_MODES = ("cond_only", "both", "uncond_only")
+ALPHA_UNITS = ("absolute", "norm")
+MIDI_MODES = ("7bit", "14bit", "nrpn")
+BUILTIN_SOURCES = ("tiny", "demo")
+KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
+
+_MODEL_KEYS = ("source", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step", "alpha_units")
+_SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt")
+_KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
+              "midi", "osc", "orthogonalize_against", "one_to_all")
+_MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
+_MISSING = object()
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used. ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class _Checker:
+    """Collects problems with their file and line while reading one preset."""
+
+    def __init__(self, path: Path, lines: TomlLines) -> None:
+        self.path, self.lines, self.problems = path, lines, []
+
+    def fail(self, where: KeyPath, message: str) -> None:
+        line = self.lines.line(where)
+        place = f"{self.path}:{line}" if line else str(self.path)
+        name = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in where).replace(".[", "[")
+        self.problems.append(f"{place}: {name}: {message}")
+
+    def table(self, value: Any, where: KeyPath, allowed: tuple[str, ...],
+              required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(where, f"expected a table, got {type(value).__name__} {value!r}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.fail((*where, key), f"unknown key; {hint}allowed keys: {', '.join(allowed)}")
+        for key in required:
+            if key not in value:
+                self.fail(where, f"missing required key {key!r}")
+        return value
+
+    def get(self, table: dict[str, Any], where: KeyPath, key: str, kind: str | tuple[str, ...],
+            default: Any = _MISSING,
+            *, check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
+        """Read ``table[key]`` as ``kind`` (str, int, float, int_list, str_list, or
+        a tuple of allowed values); returns ``default`` when absent or bad (bad is recorded)."""
+        if key not in table:
+            return None if default is _MISSING else default
+        value = table[key]
+        ok, value = _convert(value, kind)
+        if ok and check is not None and not check(value):
+            ok = False
+        if not ok:
+            what = expected or _describe(kind)
+            self.fail((*where, key), f"expected {what}, got {table[key]!r}")
+            return None if default is _MISSING else default
+        return value
+
+
+def _convert(value: Any, kind: str | tuple[str, ...]) -> tuple[bool, Any]:
+    if isinstance(kind, tuple):
+        return value in kind, value
+    if kind == "str":
+        return isinstance(value, str), value
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind == "float":
+        good = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+        return good, float(value) if good else value
+    if kind == "int_list":
+        good = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return good, tuple(value) if good else value
+    if kind == "str_list":
+        good = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return good, tuple(value) if good else value
+    raise AssertionError(kind)
+
+
+def _finite(value: float) -> bool:
+    try:  # float() of a TOML integer beyond 1.8e308 raises OverflowError: not a usable number either
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _describe(kind: str | tuple[str, ...]) -> str:
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(repr(c) for c in kind)
+    return {"str": "a string", "int": "an integer", "float": "a finite number",
+            "int_list": "a list of integers", "str_list": "a list of strings"}[kind]
+
+
+def parse_preset_text(text: str, *, path: Path, check_files: bool) -> dict[str, Any]:
+    """Validate preset ``text`` (read from ``path``); returns
+    ``{"model": {...}, "scene": {...}, "knobs": [{..., "midi": {...} | None}]}``
+    with the keyword arguments of the preset value classes."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError([f"{path}: not valid TOML: {exc}; fix the syntax at that line"]) from exc
+    c = _Checker(path, scan_lines(text))
+    c.table(raw, (), ("model", "scene", "knob"), required=("model", "scene"))
+    model = _model(c, raw.get("model", {}), path, check_files)
+    scene = _scene(c, raw.get("scene", {}))
+    knobs_raw = raw.get("knob", [])
+    if not isinstance(knobs_raw, list):
+        c.fail(("knob",), "expected [[knob]] tables (an array of tables), got a single table; write [[knob]]")
+        knobs_raw = []
+    knobs = [_knob(c, k, i, path, check_files) for i, k in enumerate(knobs_raw)]
+    _cross_checks(c, knobs, model)
+    if c.problems:
+        raise PresetError(c.problems)
+    return {"model": model, "scene": scene, "knobs": knobs}
+
+
+def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]:
+    w: KeyPath = ("model",)
+    t = c.table(t, w, _MODEL_KEYS, required=("source",))
+    source = c.get(t, w, "source", "str", "tiny", check=bool, expected="'tiny', 'demo' or a model folder")
+    if check_files and source not in BUILTIN_SOURCES:
+        folder = (path.parent / source).expanduser()
+        if not (folder / "model_config.json").is_file():
+            c.fail((*w, "source"), f"expected a folder holding model_config.json + model.safetensors, "
+                   f"but {folder} has no model_config.json; use 'tiny', 'demo' or fix the path")
+    return {
+        "source": source,
+        "device": c.get(t, w, "device", "str", "cpu", check=bool, expected="a torch device such as 'cpu'"),
+        "backend": c.get(t, w, "backend", "str", "torch", check=lambda v: v in ("torch", "onnx"),
+                         expected="'torch' or 'onnx' (onnxruntime; run `steerbridge export-onnx` first)"),
+        "steps": c.get(t, w, "steps", "int", 8, check=lambda v: 1 <= v <= 1000, expected="an integer 1..1000"),
+        "cfg_scale": c.get(t, w, "cfg_scale", "float", 6.0, check=lambda v: v >= 0, expected="a number >= 0"),
+        "sampler": c.get(t, w, "sampler", "str", None, check=bool, expected="a sampler name"),
+        "cfg_mode": c.get(t, w, "cfg_mode", CFG_MODES, "cond_only"),
+        "start_step": c.get(t, w, "start_step", "int", 0, check=lambda v: v >= 0, expected="an integer >= 0"),
+        "alpha_units": c.get(t, w, "alpha_units", ALPHA_UNITS, "absolute"),
+    }
+
+
+def _scene(c: _Checker, t: Any) -> dict[str, Any]:
+    w: KeyPath = ("scene",)
+    t = c.table(t, w, _SCENE_KEYS, required=("prompt",))
+    return {
+        "prompt": c.get(t, w, "prompt", "str", "", check=lambda v: bool(v.strip()), expected="a non-empty prompt"),
+        "seed": c.get(t, w, "seed", "int", 0, check=lambda v: 0 <= v < 2**32, expected="an integer 0..2**32-1"),
+        "seconds": c.get(t, w, "seconds", "float", 4.0, check=lambda v: 0 < v <= 600,
+                         expected="a length in seconds, 0 < seconds <= 600"),
+        "negative_prompt": c.get(t, w, "negative_prompt", "str", None),
+    }
+
+
+def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[str, Any]:
+    w: KeyPath = ("knob", i)
+    t = c.table(t, w, _KNOB_KEYS, required=("name", "vector"))
+    name = c.get(t, w, "name", "str", f"knob{i}", check=lambda v: KNOB_NAME.fullmatch(v) is not None,
+                 expected="a name of letters, digits, '_' or '-' starting with a letter (it becomes an OSC address)")
+    vector = c.get(t, w, "vector", "str", "", check=bool, expected="a vector file path relative to the preset")
+    if check_files and vector and not (path.parent / vector).expanduser().is_file():
+        c.fail((*w, "vector"), f"vector file {(path.parent / vector)} does not exist; "
+               "make it with `steerbridge extract` or fix the path (relative to the preset)")
+    knob = {
+        "name": name, "vector": vector,
+        "alpha_min": c.get(t, w, "alpha_min", "float", -4.0),
+        "alpha_max": c.get(t, w, "alpha_max", "float", 4.0),
+        "curve": c.get(t, w, "curve", CURVES, "linear"),
+        "default": c.get(t, w, "default", "float", 0.5, check=lambda v: 0 <= v <= 1,
+                         expected="a normalised knob position 0..1"),
+        "stops": c.get(t, w, "stops", "int", 5, check=lambda v: 2 <= v <= 64, expected="an integer 2..64"),
+        "layers": c.get(t, w, "layers", "int_list", None, check=lambda v: bool(v) and min(v) >= 0
+                        and len(set(v)) == len(v), expected="a non-empty list of distinct layer indices >= 0"),
+        "osc": c.get(t, w, "osc", "str", None, check=lambda v: v.startswith("/") and not re.search(r"[\s#*?,\[\]{}]", v),
+                     expected="an OSC address starting with '/' without spaces or wildcards"),
+        "orthogonalize_against": c.get(t, w, "orthogonalize_against", "str_list", ()),
+        "one_to_all": c.get(t, w, "one_to_all", "int", None, check=lambda v: v >= 0, expected="a layer index >= 0"),
+        "midi": _midi(c, t["midi"], (*w, "midi")) if "midi" in t else None,
+    }
+    if knob["alpha_min"] == knob["alpha_max"]:
+        c.fail((*w, "alpha_max"), f"expected alpha_max different from alpha_min ({knob['alpha_min']}); "
+               "the knob would do nothing")
+    return knob
+
+
+def _midi(c: _Checker, t: Any, w: KeyPath) -> dict[str, Any] | None:
+    t = c.table(t, w, _MIDI_KEYS, required=("channel",))
+    mode = c.get(t, w, "mode", MIDI_MODES, "7bit")
+    midi = {
+        "channel": c.get(t, w, "channel", "int", 1, check=lambda v: 1 <= v <= 16, expected="a MIDI channel 1..16"),
+        "mode": mode,
+        "cc": c.get(t, w, "cc", "int", None, check=lambda v: 0 <= v <= (31 if mode == "14bit" else 127),
+                    expected="a CC number 0..31 (14-bit: the MSB; the LSB is cc + 32)" if mode == "14bit"
+                    else "a CC number 0..127"),
+        "nrpn": c.get(t, w, "nrpn", "int", None, check=lambda v: 0 <= v <= 16383, expected="an NRPN number 0..16383"),
+    }
+    if mode == "nrpn" and "nrpn" not in t:
+        c.fail(w, "mode 'nrpn' needs the key nrpn (parameter number 0..16383)")
+    if mode != "nrpn" and "cc" not in t:
+        c.fail(w, f"mode {mode!r} needs the key cc")
+    if mode != "nrpn" and "nrpn" in t:
+        c.fail((*w, "nrpn"), f"nrpn is only used with mode = 'nrpn' (mode is {mode!r}); remove it or set the mode")
+    return midi
+
+
+def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any]) -> None:
+    names = [k["name"] for k in knobs]
+    for i, knob in enumerate(knobs):
+        if names.index(knob["name"]) != i:
+            c.fail(("knob", i, "name"), f"knob name {knob['name']!r} is used twice; names must be unique")
+        for other in knob["orthogonalize_against"]:
+            if other == knob["name"] or other not in names:
+                c.fail(("knob", i, "orthogonalize_against"),
+                       f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}), "
+                       f"got {other!r}")
+    seen: dict[tuple[Any, ...], str] = {}
+    for i, knob in enumerate(knobs):
+        m = knob["midi"]
+        if m is None:
+            continue
+        ident = (m["channel"], m["mode"] == "nrpn", m["nrpn"] if m["mode"] == "nrpn" else m["cc"])
+        if ident in seen:
+            c.fail(("knob", i, "midi"), f"same MIDI control as knob {seen[ident]!r}; give each knob its own")
+        seen.setdefault(ident, knob["name"])
+
+
+def preset_to_toml(data: dict[str, Any], *, new_dir: Path, base_dir: Path) -> str:
+    """TOML text for ``dataclasses.asdict(preset)``; paths re-based from ``base_dir`` to ``new_dir``."""
+
+    def rebase(p: str) -> str:
+        if os.path.isabs(p) or new_dir == base_dir:
+            return p
+        return os.path.relpath((base_dir / p).resolve(), new_dir)
+
+    def clean(d: dict[str, Any]) -> dict[str, Any]:
+        # TOML has no null: absent keys mean "default"; tuples become arrays.
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+                if v is not None and v != ()}
+
+    model = clean(data["model"])
+    if model["source"] not in BUILTIN_SOURCES:
+        model["source"] = rebase(model["source"])
+    knobs = []
+    for k in data["knobs"]:
+        knob = clean(k)
+        knob["vector"] = rebase(knob["vector"])
+        if "midi" in knob:
+            knob["midi"] = clean(knob["midi"])
+        knobs.append(knob)
+    doc = {"model": model, "scene": clean(data["scene"]), "knob": knobs}
+    return tomli_w.dumps(doc)

@@ -1,0 +1,177 @@
+"""Activation patching over cross-attention layers (TADA, Sec. 3-4, Eq. 2).
+
+For a counterfactual pair (target prompt has the concept, source does not) and
+a seed, three kinds of render share the same noise:
+
+* the *target* run (prompt ``P_c``), during which every layer's cross-attention
+  context is captured;
+* the *source* run (prompt ``P_~c``);
+* for each layer ``l``, the source run again with layer ``l``'s cross-attention
+  given the target's context, so its keys and values are the target run's
+  (``to_kv`` is a fixed linear map of the context, so substituting the context
+  is substituting K and V); every other layer still sees the source prompt.
+
+The impact of layer ``l`` is TADA's Eq. 2 with a descriptor ``S`` in place of
+the audio-text similarity, as a ratio of means over pairs and seeds (per-pair
+ratios explode where one pair's target and source happen to score alike)::
+
+    I_l = mean(S(patched_l) - S(source)) / mean(S(target) - S(source))
+
+1 means patching that one layer moves the audio all the way to the target.
+
+The patch is a module swapped in at ``block.cross_attn`` (no forward hooks:
+they are silently dropped under torch.compile). stable-audio-tools batches CFG
+as ``[cond, uncond]``; only the conditional rows' context is replaced, the
+unconditional rows keep their null (or negative-prompt) context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import typing as tp
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.extraction.record import swapped_sites
+from steerbridge.engine.runtime.render import RenderRequest
+
+__all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers"]
+
+
+class ContextPatch(nn.Module):
+    """Wraps a cross-attention module: captures its context, or replaces the conditional rows' context."""
+
+    def __init__(self, inner: nn.Module, *, gate: tp.Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self._gate = gate
+        self.capture = False
+        self.captured: torch.Tensor | None = None  # [cond rows, L, d_ctx] of the first call
+        self.replacement: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, *args: tp.Any, context: torch.Tensor | None = None,
+                **kwargs: tp.Any) -> torch.Tensor:
+        if context is not None:
+            rows = context.shape[0] // 2 if self._gate.last_cfg_active else context.shape[0]
+            if self.capture and self.captured is None:
+                self.captured = context[:rows].detach().clone()  # constant over steps: once is enough
+            if self.replacement is not None:
+                rep = self.replacement
+                if rep.shape[1:] != context.shape[1:]:
+                    raise EngineError(f"cannot patch: target context has shape {tuple(rep.shape[1:])} but the "
+                                      f"source's is {tuple(context.shape[1:])}; both prompts must be padded to "
+                                      "the same token length")
+                rep = rep[:1].expand(rows, *rep.shape[1:]).to(context.dtype)
+                context = torch.cat([rep, context[rows:]], dim=0)
+        return self.inner(x, *args, context=context, **kwargs)
+
+
+def context_patches(adapter: tp.Any,
+                    layers: Sequence[int]) -> contextlib.AbstractContextManager[dict[int, ContextPatch]]:
+    """Swap a :class:`ContextPatch` in at each layer's cross-attention; always restore the originals."""
+    return swapped_sites(adapter, site="cross_attn", layers=layers,
+                         make=lambda inner: ContextPatch(inner, gate=adapter.gate))
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    concept: str
+    layers: tuple[int, ...]
+    impact: tuple[float, ...]  # Eq. 2 per layer (nan if target and source score alike)
+    source_score: float  # mean descriptor values
+    target_score: float
+    patched_scores: tuple[float, ...]
+    pairs: int
+    seeds: tuple[int, ...]
+    functional: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, tp.Any]:
+        return asdict(self)
+
+
+def functional_layers(impact: Sequence[float], *, layers: Sequence[int] | None = None, share: float = 0.6,
+                      max_width: int = 2) -> tuple[int, ...]:
+    """The narrowest run of consecutive layers holding ``share`` of the positive impact.
+
+    Tries widths 1..``max_width`` and returns the best window of the first width
+    that reaches ``share``; if none does, the best window of ``max_width``.
+    Negative impacts count as zero (a layer that pushes away is not functional);
+    with no positive impact anywhere the answer is ``()``.
+    """
+    vals = np.nan_to_num(np.maximum(np.asarray(impact, dtype=np.float64), 0.0))
+    layers = list(layers) if layers is not None else list(range(len(vals)))
+    if len(vals) == 0 or len(vals) != len(layers):
+        raise EngineError(f"functional_layers: {len(vals)} impacts for layers {layers}")
+    total = vals.sum()
+    if total <= 0:
+        return ()
+    best: tuple[float, int, int] = (-1.0, 0, 1)
+    for width in range(1, min(max_width, len(vals)) + 1):
+        sums = np.convolve(vals, np.ones(width), mode="valid")
+        start = int(np.argmax(sums))  # first best window on ties
+        best = (float(sums[start]), start, width)
+        if sums[start] >= share * total:
+            break
+    _, start, width = best
+    return tuple(layers[start:start + width])
+
+
+def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[str, str]],
+                        score: Callable[[np.ndarray, int], float], layers: Sequence[int] | None = None,
+                        seeds: Sequence[int] = (0,), seconds: float = 4.0, steps: int = 8, cfg_scale: float = 6.0,
+                        share: float = 0.6, max_width: int = 2,
+                        progress: Callable[[int, int], None] | None = None) -> PatchingResult:
+    """Impact of each cross-attention layer on ``concept`` for (target, source) prompt ``pairs``."""
+    if "cross_attn" not in model.sites:
+        raise EngineError(f"activation patching needs cross-attention layers; this model has sites {model.sites}")
+    if not pairs or not seeds:
+        raise EngineError("activation patching needs at least one (target, source) pair and one seed")
+    layers = list(range(model.num_layers)) if layers is None else sorted(set(int(l) for l in layers))
+    if min(layers) < 0 or max(layers) >= model.num_layers:
+        raise EngineError(f"layers {layers} out of range 0..{model.num_layers - 1}")
+    total, done = len(pairs) * len(seeds) * (2 + len(layers)), 0
+    src_s: list[float] = []
+    tgt_s: list[float] = []
+    patched: list[list[float]] = [[] for _ in layers]
+
+    def run(prompt: str, seed: int) -> float:
+        nonlocal done
+        r = model.render(RenderRequest(prompt=prompt, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale))
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return score(r.audio, r.sample_rate)
+
+    with context_patches(model.adapter, layers) as patches:
+        for target, source in pairs:
+            for seed in seeds:
+                for p in patches.values():
+                    p.capture, p.captured, p.replacement = True, None, None
+                tgt_s.append(run(target, seed))
+                for p in patches.values():
+                    if p.captured is None:
+                        raise EngineError("the target run never called cross-attention with a context; "
+                                          "does this model condition on text through cross-attention?")
+                    p.capture = False
+                src_s.append(run(source, seed))
+                for i, l in enumerate(layers):
+                    patches[l].replacement = patches[l].captured
+                    try:
+                        patched[i].append(run(source, seed))
+                    finally:
+                        patches[l].replacement = None
+    src, tgt = float(np.mean(src_s)), float(np.mean(tgt_s))
+    gain = tgt - src
+    # A descriptor gap below 1e-9 of its magnitude is numerical noise: Eq. 2 is undefined there.
+    defined = abs(gain) > 1e-9 * max(1.0, abs(tgt), abs(src))
+    impact = tuple(float((np.mean(p) - src) / gain) if defined else math.nan for p in patched)
+    return PatchingResult(concept=concept, layers=tuple(layers), impact=impact, source_score=src, target_score=tgt,
+                          patched_scores=tuple(float(np.mean(p)) for p in patched), pairs=len(pairs),
+                          seeds=tuple(seeds), functional=functional_layers(impact, layers=layers, share=share,
+                                                                           max_width=max_width))
