@@ -1,6 +1,6 @@
 """Shared set-up for the live-bridge benchmarks: a tiny-model preset and a running Session.
 
-The vector is made by a subprocess (presets/make_vectors.py --source tiny) so the
+The vector is made by a subprocess (tools/make_vectors.py --source tiny) so the
 benchmark process, which plays audio, never imports torch: the same split
 as `steerbridge serve`, whose engine lives in a worker process.
 """
@@ -53,7 +53,7 @@ def add_session_args(parser: argparse.ArgumentParser) -> None:
 def make_preset(folder: Path, *, seconds: float, stops: int, steps: int) -> Path:
     vectors = folder / "vectors" / "tiny"
     vectors.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, str(ROOT / "presets" / "make_vectors.py"), "--source", "tiny", "--concept", "mood",
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--source", "tiny", "--concept", "mood",
                     "--seconds", "1", "--out", str(vectors)], check=True, capture_output=True)
     path = folder / "bench.toml"
     path.write_text(PRESET.format(seconds=seconds, stops=stops, steps=steps))

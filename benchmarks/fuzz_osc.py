@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the fuzz harness: tests/support/
 
 from steerbridge.bridge.control.osc.server import OscServer  # noqa: E402
 from support.osc_fuzz import run_fuzz  # noqa: E402

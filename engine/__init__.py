@@ -1,9 +1,18 @@
-"""steerbridge engine: models, steering, vectors, rendering. Knows torch; never Qt, OSC or MIDI."""
+"""steerbridge engine: models, steering, vectors, rendering. Knows torch; never Qt, OSC or MIDI.
 
-from steerbridge.engine.runtime.errors import EngineError, ModelLoadError, RenderCancelled, VectorFileError, VectorMismatchError
-from steerbridge.engine.runtime.render import Render, RenderRequest, SteerableModel, load_model
-from steerbridge.engine.runtime.steering import Steering, SteeringTerm
-from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta, load_vector, save_vector
+The public API below is what the bridge, the GUI and users' scripts import
+(``from steerbridge.engine import load_model``). Every name loads on first use,
+so importing a torch-free part of the engine (``steerbridge.engine.vocab``)
+does not import torch, and the live server never pays for the research tools.
+
+Sub-packages: ``runtime`` (load, steer, render), ``adapters`` (model families),
+``onnx``, ``extraction``, ``localisation``, ``evaluation``, ``demo``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing as tp
 
 __all__ = [
     "EngineError", "ModelLoadError", "RenderCancelled", "VectorFileError", "VectorMismatchError",
@@ -14,19 +23,31 @@ __all__ = [
     "train_sae", "sae_vector", "render_blend", "run_bench", "BenchConfig", "CONCEPTS", "get_concept",
 ]
 
-# Research tools load on first use: the live server never pays for them.
-_LAZY = {
+_RUNTIME = "steerbridge.engine.runtime"
+_WHERE = {
+    **dict.fromkeys(("EngineError", "ModelLoadError", "RenderCancelled", "VectorFileError", "VectorMismatchError"),
+                    f"{_RUNTIME}.errors"),
+    **dict.fromkeys(("Render", "RenderRequest", "SteerableModel", "load_model"), f"{_RUNTIME}.render"),
+    **dict.fromkeys(("Steering", "SteeringTerm"), f"{_RUNTIME}.steering"),
+    **dict.fromkeys(("ConceptVector", "VectorMeta", "load_vector", "save_vector"), f"{_RUNTIME}.vectors"),
     "extract_caa": "steerbridge.engine.extraction.caa", "extract_austeer": "steerbridge.engine.extraction.austeer",
-    "activation_patching": "steerbridge.engine.localisation.patching", "functional_layers": "steerbridge.engine.localisation.patching",
-    "probe_layers": "steerbridge.engine.localisation.probes", "train_sae": "steerbridge.engine.extraction.sae", "sae_vector": "steerbridge.engine.extraction.sae",
-    "render_blend": "steerbridge.engine.extraction.prompt_blend", "run_bench": "steerbridge.engine.evaluation.bench", "BenchConfig": "steerbridge.engine.evaluation.bench",
+    "activation_patching": "steerbridge.engine.localisation.patching",
+    "functional_layers": "steerbridge.engine.localisation.patching",
+    "probe_layers": "steerbridge.engine.localisation.probes",
+    "train_sae": "steerbridge.engine.extraction.sae", "sae_vector": "steerbridge.engine.extraction.sae",
+    "render_blend": "steerbridge.engine.extraction.prompt_blend",
+    "run_bench": "steerbridge.engine.evaluation.bench", "BenchConfig": "steerbridge.engine.evaluation.bench",
     "CONCEPTS": "steerbridge.engine.evaluation.concepts", "get_concept": "steerbridge.engine.evaluation.concepts",
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+def __getattr__(name: str) -> tp.Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'steerbridge.engine' has no attribute {name!r}")
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -13,7 +13,7 @@ from steerbridge.bridge.control.midi.router import MidiInput, MidiRouter
 from steerbridge.bridge.control.midi.decode import MidiDecoder, MidiLearner, Pickup
 from steerbridge.bridge.presets.model import MidiBinding, load_preset
 from steerbridge.bridge.control.state import ControlState
-from waiting import wait_for
+from support.waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 

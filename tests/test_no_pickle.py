@@ -26,7 +26,7 @@ UNSAFE = {"torch.load", "pickle.load", "pickle.loads", "pickle.Unpickler", "dill
 KNOWN = {
     ("engine/demo/train.py", "torch.load"): "the demo-model trainer resumes from the checkpoint it wrote itself "
                                             "(weights_only=False); never reached by serve/render/extract",
-    ("engine/evaluate.py", "load_ckpt"): "optional CLAP metric: laion_clap.load_ckpt torch.loads a .pt file the "
+    ("engine/evaluation/metrics.py", "load_ckpt"): "optional CLAP metric: laion_clap.load_ckpt torch.loads a .pt file the "
                                          "user names explicitly (LAION-CLAP ships no safetensors)",
 }
 

@@ -14,7 +14,7 @@ from pythonosc.osc_message_builder import build_msg
 from steerbridge.bridge.control.osc.server import OscServer
 from steerbridge.bridge.presets.model import load_preset
 from steerbridge.bridge.control.state import ControlState
-from waiting import wait_for
+from support.waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 SENDER = ("127.0.0.1", 45678)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from steerbridge.engine import sat
+from steerbridge.engine.adapters import sat
 
 
 def test_gateway_imports_and_leaves_no_placeholders():

@@ -23,7 +23,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from steerbridge.bridge.audio.loops import equal_power
 from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
 from steerbridge.bridge.audio.sinks import WavSink
-from waiting import wait_for
+from support.waiting import wait_for
 
 PRESET = """\
 [model]

@@ -7,7 +7,7 @@ import pytest
 
 from steerbridge.bridge.live.session import Session, SessionOptions
 from steerbridge.bridge.audio.sinks import DeviceSink, NullSink
-from waiting import wait_for
+from support.waiting import wait_for
 
 PRESET = """\
 [model]

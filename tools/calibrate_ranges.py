@@ -1,6 +1,6 @@
 """Choose each knob's alpha range by measurement, for a preset's [[knob]] alpha_min / alpha_max.
 
-    .venv/bin/python benchmarks/calibrate_ranges.py [--preset presets/demo.toml] [--out out/ranges]
+    .venv/bin/python tools/calibrate_ranges.py [--preset presets/demo.toml] [--out out/ranges]
 
 For every knob whose name is a concept in engine/concepts.py: render the
 neutral prompts (same seed) over a wide alpha grid through the bridge's own
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo_acceptance as acc  # noqa: E402  (sibling script: the same render path and references)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import demo_acceptance as acc  # noqa: E402  (the acceptance benchmark: the same render path and references)
 
 
 def grid_scores(runner, preset, knob, concept, grid, args) -> dict:

@@ -1,7 +1,7 @@
 """Make the concept vectors the shipped presets steer with.
 
-    .venv/bin/python presets/make_vectors.py --source demo   # presets/vectors/demo/, ~10 min on 2 cores
-    .venv/bin/python presets/make_vectors.py --source tiny   # presets/vectors/tiny/, seconds
+    .venv/bin/python tools/make_vectors.py --source demo   # presets/vectors/demo/, ~10 min on 2 cores
+    .venv/bin/python tools/make_vectors.py --source tiny   # presets/vectors/tiny/, seconds
 
 For each concept in engine/concepts.py (the same prompts the benchmark uses):
 
@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 DEFAULT_CONCEPTS = {"tiny": ("mood", "tempo", "brightness"),
                     "demo": ("mood", "tempo", "brightness", "instrument", "drums", "density")}
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from steerbridge.engine.evaluation.concepts import get_concept
 
     name = args.source if args.source in DEFAULT_CONCEPTS else Path(args.source).name
-    out = args.out or HERE / "vectors" / name
+    out = args.out or PRESETS / "vectors" / name
     args.layers = args.layers or ("all" if args.source == "tiny" else "auto")
     model = engine.load_model(args.source)
     defaults = model.adapter.options  # the model family's own steps / CFG (config "steerbridge")

@@ -44,7 +44,7 @@ def _torch() -> dict[str, tp.Any]:
 
 
 def _sat() -> dict[str, tp.Any]:
-    from steerbridge.engine import sat
+    from steerbridge.engine.adapters import sat
 
     sat.import_sat()
     return {"imports": True, "version": _version("stable-audio-tools"), "placeholders": sat.placeholders_used()}

@@ -14,6 +14,8 @@ from typing import Union
 import numpy as np
 
 from steerbridge.bridge.presets.model import Preset
+from steerbridge.engine.vocab import (DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE, DEFAULT_SECONDS,
+                                      DEFAULT_SITE, DEFAULT_STEPS, RenderSettings)
 
 __all__ = [
     "VectorTerm", "RenderJob", "SweepJob", "ExtractJob", "Job",
@@ -32,20 +34,13 @@ class VectorTerm:
 
 
 @dataclass(frozen=True)
-class RenderJob:
-    """One loop: every field changes the audio (the loop cache keys on all of them)."""
+class RenderJob(RenderSettings):
+    """One loop: the render settings plus steering; every field changes the audio (the loop cache keys on all)."""
 
-    prompt: str
-    seed: int = 0
-    seconds: float = 4.0
-    steps: int = 8
-    cfg_scale: float = 6.0
-    sampler: str | None = None
-    negative_prompt: str | None = None
     terms: tuple[VectorTerm, ...] = ()
-    cfg_mode: str = "cond_only"
+    cfg_mode: str = DEFAULT_CFG_MODE
     start_step: int = 0
-    alpha_units: str = "absolute"
+    alpha_units: str = DEFAULT_ALPHA_UNITS
 
 
 @dataclass(frozen=True)
@@ -67,12 +62,12 @@ class ExtractJob:
     negative: tuple[str, ...]
     concept: str
     out_path: str
-    site: str = "cross_attn"
+    site: str = DEFAULT_SITE
     layers: tuple[int, ...] | None = None
     seed: int = 0
-    seconds: float = 4.0
-    steps: int = 8
-    cfg_scale: float = 6.0
+    seconds: float = DEFAULT_SECONDS
+    steps: int = DEFAULT_STEPS
+    cfg_scale: float = DEFAULT_CFG_SCALE
     per_step: bool = False
     normalize: bool = False
 

@@ -82,9 +82,7 @@ class JobRunner:
     def _render(self, job_id: int, job: RenderJob, index: int, offset: tuple[int, int],
                 emit: Emit, cancelled: Callable[[], bool]) -> None:
         engine = self._engine
-        request = engine.RenderRequest(prompt=job.prompt, seed=job.seed, seconds=job.seconds, steps=job.steps,
-                                       cfg_scale=job.cfg_scale, sampler=job.sampler,
-                                       negative_prompt=job.negative_prompt)
+        request = engine.RenderRequest(**job.render_settings())
         steering = None
         if job.terms:
             terms = tuple(engine.SteeringTerm(

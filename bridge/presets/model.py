@@ -27,6 +27,8 @@ from pathlib import Path
 from steerbridge.bridge.util.atomic import atomic_write_text
 from steerbridge.bridge.presets.schema import (ALPHA_UNITS, BUILTIN_SOURCES, CFG_MODES, CURVES, MIDI_MODES, PresetError,
                                   parse_preset_text, preset_to_toml)
+from steerbridge.engine.vocab import (BACKENDS, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE, DEFAULT_SECONDS,
+                                      DEFAULT_STEPS)
 from steerbridge.bridge.presets.tomlscan import scan_lines
 
 __all__ = [
@@ -42,20 +44,20 @@ _K = 4.0  # steepness of the exp/log curves (2**4 = 16:1 slope ratio)
 class ModelSettings:
     source: str  # "tiny", "demo" or a folder (relative to the preset as written)
     device: str = "cpu"
-    backend: str = "torch"  # "torch" | "onnx" (onnxruntime; needs `steerbridge export-onnx`)
-    steps: int = 8
-    cfg_scale: float = 6.0
+    backend: str = BACKENDS[0]  # "torch" | "onnx" (onnxruntime; needs `steerbridge export-onnx`)
+    steps: int = DEFAULT_STEPS
+    cfg_scale: float = DEFAULT_CFG_SCALE
     sampler: str | None = None  # None: the model family's default
-    cfg_mode: str = "cond_only"
+    cfg_mode: str = DEFAULT_CFG_MODE
     start_step: int = 0
-    alpha_units: str = "absolute"
+    alpha_units: str = DEFAULT_ALPHA_UNITS
 
 
 @dataclass(frozen=True)
 class Scene:
     prompt: str
     seed: int = 0
-    seconds: float = 4.0
+    seconds: float = DEFAULT_SECONDS
     negative_prompt: str | None = None
 
 

@@ -19,13 +19,13 @@ from typing import Any, Callable
 import tomli_w
 
 from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
+from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE,
+                                      DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS, MAX_STEPS)
 
 __all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
            "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
 
 CURVES = ("linear", "exp", "log")
-CFG_MODES = ("cond_only", "both", "uncond_only")
-ALPHA_UNITS = ("absolute", "norm")
 MIDI_MODES = ("7bit", "14bit", "nrpn")
 BUILTIN_SOURCES = ("tiny", "demo")
 KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
@@ -159,14 +159,16 @@ def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]
     return {
         "source": source,
         "device": c.get(t, w, "device", "str", "cpu", check=bool, expected="a torch device such as 'cpu'"),
-        "backend": c.get(t, w, "backend", "str", "torch", check=lambda v: v in ("torch", "onnx"),
+        "backend": c.get(t, w, "backend", "str", BACKENDS[0], check=lambda v: v in BACKENDS,
                          expected="'torch' or 'onnx' (onnxruntime; run `steerbridge export-onnx` first)"),
-        "steps": c.get(t, w, "steps", "int", 8, check=lambda v: 1 <= v <= 1000, expected="an integer 1..1000"),
-        "cfg_scale": c.get(t, w, "cfg_scale", "float", 6.0, check=lambda v: v >= 0, expected="a number >= 0"),
+        "steps": c.get(t, w, "steps", "int", DEFAULT_STEPS, check=lambda v: 1 <= v <= MAX_STEPS,
+                       expected=f"an integer 1..{MAX_STEPS}"),
+        "cfg_scale": c.get(t, w, "cfg_scale", "float", DEFAULT_CFG_SCALE, check=lambda v: v >= 0,
+                           expected="a number >= 0"),
         "sampler": c.get(t, w, "sampler", "str", None, check=bool, expected="a sampler name"),
-        "cfg_mode": c.get(t, w, "cfg_mode", CFG_MODES, "cond_only"),
+        "cfg_mode": c.get(t, w, "cfg_mode", CFG_MODES, DEFAULT_CFG_MODE),
         "start_step": c.get(t, w, "start_step", "int", 0, check=lambda v: v >= 0, expected="an integer >= 0"),
-        "alpha_units": c.get(t, w, "alpha_units", ALPHA_UNITS, "absolute"),
+        "alpha_units": c.get(t, w, "alpha_units", ALPHA_UNITS, DEFAULT_ALPHA_UNITS),
     }
 
 
@@ -176,8 +178,8 @@ def _scene(c: _Checker, t: Any) -> dict[str, Any]:
     return {
         "prompt": c.get(t, w, "prompt", "str", "", check=lambda v: bool(v.strip()), expected="a non-empty prompt"),
         "seed": c.get(t, w, "seed", "int", 0, check=lambda v: 0 <= v < 2**32, expected="an integer 0..2**32-1"),
-        "seconds": c.get(t, w, "seconds", "float", 4.0, check=lambda v: 0 < v <= 600,
-                         expected="a length in seconds, 0 < seconds <= 600"),
+        "seconds": c.get(t, w, "seconds", "float", DEFAULT_SECONDS, check=lambda v: 0 < v <= MAX_SECONDS,
+                         expected=f"a length in seconds, 0 < seconds <= {MAX_SECONDS:g}"),
         "negative_prompt": c.get(t, w, "negative_prompt", "str", None),
     }
 

@@ -1,13 +1,9 @@
-"""Model family adapters: the only place that knows a family's internals.
+"""stable-audio-tools conditional DiT models: Stable Audio Open 1.0 / Small, the demo model, the tiny test model.
 
-An adapter tells the steering code where each site is (a module per layer),
-how classifier-free guidance lays out the batch, how diffusion steps are
-counted, and how to encode a prompt, sample and decode. The steering code
-(engine/steering.py) only talks to this interface, so other families
-(ACE-Step, AudioLDM2, MusicGen) plug in later without touching it.
-
-:class:`StableAudioAdapter` covers stable-audio-tools conditional DiT models:
-Stable Audio Open 1.0 / Small, the demo model and the tiny test model.
+:class:`StableAudioAdapter` implements :class:`~steerbridge.engine.adapters.base.ModelAdapter`
+for a ``ConditionedDiffusionModelWrapper`` around a ``DiTWrapper``. CFG batches
+``[cond, uncond]``; with CFG off for a step the single pass is conditional.
+stable-audio-tools itself is reached only through :mod:`steerbridge.engine.adapters.sat`.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.runtime.steering import StepGate
 
-__all__ = ["ModelAdapter", "StableAudioAdapter", "SAMPLERS"]
+__all__ = ["StableAudioAdapter", "SAMPLERS"]
 
 # Samplers by diffusion objective; the first is the default.
 SAMPLERS = {
@@ -32,24 +28,6 @@ SAMPLERS = {
     "rectified_flow": ("euler", "rk4", "dpmpp", "pingpong"),
     "rf_denoiser": ("pingpong", "euler", "rk4", "dpmpp"),
 }
-
-
-class ModelAdapter(tp.Protocol):
-    family: str
-    sites: tuple[str, ...]
-    num_layers: int
-    gate: StepGate
-    sample_rate: int
-    channels: int
-
-    def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]: ...
-    def site_dim(self, site: str) -> int: ...
-    def parameters(self) -> Iterator[nn.Parameter]: ...
-    def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None) -> dict[str, tp.Any]: ...
-    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None, on_step: Callable[[int, int], None] | None,
-               denoiser: Callable[..., torch.Tensor] | None = None) -> torch.Tensor: ...
-    def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor: ...
 
 
 class StableAudioAdapter:

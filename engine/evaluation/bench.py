@@ -51,6 +51,7 @@ from steerbridge.engine.runtime.render import RenderRequest
 from steerbridge.engine.extraction.sae import sae_vector, train_layer_saes
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm
 from steerbridge.engine.runtime.vectors import ConceptVector
+from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["BenchConfig", "BenchRow", "BenchResult", "run_bench", "METHODS", "VARIANTS"]
 
@@ -67,9 +68,9 @@ class BenchConfig:
     eval_bases: tuple[str, ...] = HELD_OUT_BASES[:2]
     patch_pairs: int = 2
     seed: int = 0
-    seconds: float = 4.0
-    steps: int = 8
-    cfg_scale: float = 6.0
+    seconds: float = DEFAULT_SECONDS
+    steps: int = DEFAULT_STEPS
+    cfg_scale: float = DEFAULT_CFG_SCALE
     max_width: int = 2  # widest functional-layer window
     austeer_k: int | None = None  # default: d // 4 entries across the active layers
     sae_expansion: int = 4

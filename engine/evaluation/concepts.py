@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steerbridge.engine import descriptors
+from steerbridge.engine.evaluation import descriptors
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.caa import expand_templates
 

@@ -43,6 +43,7 @@ from steerbridge.engine.evaluation.metrics import preservation_distance
 from steerbridge.engine.runtime.render import RenderRequest
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm, site_offsets
 from steerbridge.engine.runtime.vectors import ConceptVector
+from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["Combo", "Ortho", "MultiResult", "combo_steering", "multiconcept", "from_bench"]
 
@@ -185,7 +186,7 @@ def _mean(xs: list[float]) -> float:
 
 
 def multiconcept(model: tp.Any, vectors: Mapping[str, ConceptVector], *, bases: Sequence[str], alpha: float,
-                 seed: int = 0, seconds: float = 4.0, steps: int = 8, cfg_scale: float = 6.0,
+                 seed: int = 0, seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                  tempo_reference: ConceptVector | None = None, max_size: int = 3,
                  log: Callable[[str], None] | None = None) -> MultiResult:
     """Steer every 1..``max_size`` subset of ``vectors`` (concept name -> vector) together, and mood

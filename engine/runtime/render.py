@@ -20,29 +20,24 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from steerbridge.engine.adapters.stable_audio import StableAudioAdapter
+from steerbridge.engine.adapters.base import adapter_for
 from steerbridge.engine.runtime.errors import EngineError, RenderCancelled
 from steerbridge.engine.runtime.source import LoadedModel, load_source
 from steerbridge.engine.runtime.steering import Steering, SteeringHandle
+from steerbridge.engine.vocab import BACKENDS, MAX_SECONDS, MAX_STEPS, RenderSettings
 
 __all__ = ["RenderRequest", "Render", "SteerableModel", "load_model"]
 
 
 @dataclass(frozen=True)
-class RenderRequest:
-    prompt: str
-    seed: int = 0
-    seconds: float = 4.0
-    steps: int = 8
-    cfg_scale: float = 6.0
-    sampler: str | None = None
-    negative_prompt: str | None = None
+class RenderRequest(RenderSettings):
+    """What to render (the shared :class:`RenderSettings` fields), checked when made."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.seconds <= 600:
-            raise EngineError(f"seconds must be in (0, 600], got {self.seconds}")
-        if not 1 <= self.steps <= 1000:
-            raise EngineError(f"steps must be in 1..1000, got {self.steps}")
+        if not 0 < self.seconds <= MAX_SECONDS:
+            raise EngineError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise EngineError(f"steps must be in 1..{MAX_STEPS}, got {self.steps}")
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
@@ -65,7 +60,7 @@ class SteerableModel:
         self.source = loaded.source
         self.fingerprint = loaded.fingerprint
         self.device = device
-        self.adapter = StableAudioAdapter(self.model, self.config)
+        self.adapter = adapter_for(self.model, self.config)
         self.handle = SteeringHandle(self.adapter)
         self._lock = threading.Lock()  # one render at a time: steering buffers are shared
         self.backend = "torch"
@@ -86,8 +81,8 @@ class SteerableModel:
         ``onnx_dir`` defaults to this model's export folder (steerbridge.engine.onnx.spec.default_export_dir);
         an export made for another fingerprint is refused.
         """
-        if backend not in ("torch", "onnx"):
-            raise EngineError(f"backend '{backend}' is not one of ('torch', 'onnx')")
+        if backend not in BACKENDS:
+            raise EngineError(f"backend '{backend}' is not one of {BACKENDS}")
         denoiser = None
         if backend == "onnx":
             from steerbridge.engine.onnx.runtime import OnnxDenoiser  # onnxruntime loads only when asked for

@@ -30,7 +30,7 @@ from steerbridge.engine.adapters.sat import sat
 
 __all__ = ["LoadedModel", "load_source", "build_random", "fingerprint_of", "TINY_CONFIG", "DEMO_DIR"]
 
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(__file__).resolve().parents[1]  # engine/: configs/ and models/ are its package data
 TINY_CONFIG = _HERE / "configs" / "tiny.json"
 DEMO_DIR = _HERE / "models" / "demo"
 

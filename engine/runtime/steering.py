@@ -32,12 +32,11 @@ from torch import nn
 
 from steerbridge.engine.runtime.errors import EngineError, VectorMismatchError
 from steerbridge.engine.runtime.vectors import ConceptVector
+from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE
 
 __all__ = ["Steering", "SteeringTerm", "StepGate", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
            "site_offsets"]
 
-CFG_MODES = ("cond_only", "both", "uncond_only")
-ALPHA_UNITS = ("absolute", "norm")
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ class Steering:
     """Everything that decides what is added where, for one render."""
 
     terms: tuple[SteeringTerm, ...] = ()
-    cfg_mode: str = "cond_only"
+    cfg_mode: str = DEFAULT_CFG_MODE
     start_step: int = 0
-    alpha_units: str = "absolute"
+    alpha_units: str = DEFAULT_ALPHA_UNITS
     meta: dict[str, tp.Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,10 +135,10 @@ class StepGate(nn.Module):
         super().__init__()
         self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("gate", torch.zeros(max_batch), persistent=False)
-        self.cfg_mode = "cond_only"
+        self.cfg_mode = DEFAULT_CFG_MODE
         self.start_step = 0
         self.steps_done = 0
-        # What the latest model call looked like, for recorders (engine/record.py).
+        # What the latest model call looked like, for recorders (steerbridge.engine.extraction.record).
         self.last_rows = 0
         self.last_cfg_active = False
 

@@ -29,11 +29,11 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from steerbridge.engine.runtime.errors import VectorFileError, VectorMismatchError
+from steerbridge.engine.vocab import SITES
 
 __all__ = ["ConceptVector", "VectorMeta", "load_vector", "save_vector", "FORMAT_VERSION", "SITES"]
 
 FORMAT_VERSION = 1
-SITES = ("cross_attn", "block")
 
 
 @dataclass(frozen=True)

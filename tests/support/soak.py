@@ -28,7 +28,7 @@ from pythonosc.osc_message_builder import build_msg
 
 __all__ = ["SoakReport", "run_soak", "rss_mb"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ("lofi hip hop beat with warm piano", "dark techno with a rolling bassline", "ambient pad, slow strings")
 
 

@@ -1,0 +1,3 @@
+"""OSC: the packet guard in front of python-osc (`guard`), the server and its
+addresses (`server`), feedback to subscribers (`feedback`).
+"""

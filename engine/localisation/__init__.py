@@ -1,0 +1,2 @@
+"""Which layers carry a concept: activation patching (`patching`) and per-layer probes (`probes`).
+"""
