@@ -15,6 +15,7 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 
 from steerbridge.bridge.presets.model import Preset, PresetError
+from steerbridge.bridge.presets.shipped import shipped_dir
 from steerbridge.bridge.live.session import SessionOptions
 from steerbridge.gui.controller import ClientFactory, SessionController
 from steerbridge.gui.presetfile import RecentPresets
@@ -24,7 +25,6 @@ from steerbridge.gui.window import MainWindow
 __all__ = ["run", "create_panel", "default_preset", "settings_at"]
 
 log = logging.getLogger(__name__)
-_DEMO = Path(__file__).resolve().parents[1] / "presets" / "demo.toml"
 
 
 def settings_at(path: str | Path | None) -> QSettings:
@@ -35,11 +35,12 @@ def settings_at(path: str | Path | None) -> QSettings:
 
 
 def default_preset(recent: RecentPresets) -> Path | None:
-    """The newest recent preset that still exists, else the demo preset of a source checkout."""
+    """The newest recent preset that still exists, else the shipped demo preset."""
     existing = recent.existing()
     if existing:
         return existing[0]
-    return _DEMO if _DEMO.is_file() else None
+    demo = shipped_dir() / "demo.toml"
+    return demo if demo.is_file() else None
 
 
 def create_panel(preset: Preset | str | Path, *, options: SessionOptions, settings: QSettings | None = None,
@@ -75,8 +76,8 @@ def run(*, preset: str | Path | None, options: SessionOptions, settings_path: st
     if preset is None:
         preset = default_preset(RecentPresets(settings))
         if preset is None:
-            print("steerbridge: error: no preset given and none used before; pass --preset FILE "
-                  "(see presets/demo.toml in the source tree)", file=sys.stderr)
+            print("steerbridge: error: no preset given, none used before and no shipped demo preset; "
+                  "pass --preset FILE", file=sys.stderr)
             return 2
     try:
         window = create_panel(preset, options=options, settings=settings)

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from support.audio import skip_without_audio
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -24,11 +26,11 @@ def tiny(tiny_model):
     tiny_model.detach_steering()
 
 
-# --- JACK (audio side: bridge/portaudio.py, .ci/jack.sh) ---------------------
+# --- real audio ports: see support/audio.py ---------------------------------
 @pytest.fixture(scope="session")
 def jack_server() -> None:
-    """Skip unless a JACK server answers; CI starts one with `bash .ci/jack.sh`."""
+    """Skip (or fail, in CI) unless a JACK server answers; start one with `bash .ci/jack.sh`."""
     from steerbridge.bridge.audio.portaudio import jack_running
 
     if not jack_running():
-        pytest.skip("no JACK server running (start one: `bash .ci/jack.sh`, needs jackd2 + libportaudio2)")
+        skip_without_audio("no JACK server running (start one: `bash .ci/jack.sh`, needs jackd2 + libportaudio2)")

@@ -13,6 +13,7 @@ from scipy.io import wavfile
 from steerbridge.bridge.audio.loops import prepare_loop
 from steerbridge.bridge.audio.player import LoopPlayer
 from steerbridge.bridge.audio.portaudio import JACK_HOSTAPI, import_sounddevice
+from support.audio import require_portaudio
 from steerbridge.bridge.audio.sinks import DeviceSink, NullSink, SinkSpec, WavSink, open_sink, parse_sink
 
 
@@ -52,6 +53,7 @@ def test_missing_device_falls_back_with_a_message_not_a_traceback(tmp_path):
     assert isinstance(sink, NullSink) and sink.kind == "null"
     assert len(messages) == 1
     assert "no-such-device-xyz" in messages[0] and "Playing to null" in messages[0]
+    require_portaudio()  # the rest names a host API, which needs PortAudio's list of them
     sink = open_sink("default", hostapi="NoSuchHostApi", fallback=f"wav:{tmp_path}", log=messages.append)
     assert isinstance(sink, WavSink) and sink.directory == tmp_path
     assert "NoSuchHostApi" in messages[1]

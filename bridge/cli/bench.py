@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "all-layer and ablated layer sets (TADA's protocol, model-free descriptors).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a Stable Audio folder (default: tiny)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for report.md, PNGs, summary.json")
+    p.add_argument("--out", type=Path, default=Path("out/bench"),
+                   help="output folder for report.md, PNGs, summary.json (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="CI size: one concept, one prompt, short clips (<2 min)")
     p.add_argument("--concept", action="append", default=[], help="concept to include (repeatable; default: "
                                                                   "mood, tempo, brightness)")

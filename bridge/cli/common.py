@@ -1,10 +1,21 @@
-"""Helpers shared by the CLI commands: progress bars, JSON output, friendly errors."""
+"""Helpers shared by the CLI commands: progress bars, JSON output, friendly errors.
+
+Conventions every command follows:
+
+- ``--out`` says where results go and is never required: a command that writes
+  several files takes a folder, one that writes a single file takes that file,
+  and each has a default under ``out/<command>/``.
+- ``--json`` prints one JSON object with the results on stdout; progress and
+  messages go to stderr.
+- Progress is a bar on a terminal and one line per stage elsewhere.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 import typing as tp
 
 __all__ = ["add_json_flag", "emit_json", "fail", "parse_pair", "ProgressBar"]
@@ -36,13 +47,23 @@ def parse_pair(text: str, *, what: str) -> tuple[str, str]:
 
 
 class ProgressBar:
-    """A tqdm bar on stderr over diffusion steps; silent when stderr is not a terminal and quiet is set."""
+    """Progress over diffusion steps on stderr: a tqdm bar on a terminal.
+
+    When stderr is not a terminal (a log file, a pipe, CI) a redrawn bar would
+    leave hundreds of lines, so the stage gets one line when it starts and one
+    when it ends instead. ``quiet`` silences both.
+    """
 
     def __init__(self, *, total: int, desc: str, quiet: bool = False) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=quiet, leave=False)
-        self._done = 0
+        self._desc, self._total, self._done = desc, total, 0
+        self._lines = not quiet and not sys.stderr.isatty()
+        self._t0 = time.perf_counter()
+        self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=quiet or self._lines,
+                         leave=False)
+        if self._lines:
+            print(f"{desc}: {total} steps ...", file=sys.stderr, flush=True)
 
     def update_to(self, done: int) -> None:
         if done > self._done:
@@ -51,3 +72,7 @@ class ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
+        if self._lines:
+            print(f"{self._desc}: {self._done}/{self._total} steps in {time.perf_counter() - self._t0:.1f} s",
+                  file=sys.stderr, flush=True)
+            self._lines = False

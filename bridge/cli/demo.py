@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "DEMO_PRESET"]
-
-DEMO_PRESET = Path(__file__).resolve().parents[2] / "presets" / "demo.toml"
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="the main job: a steered sweep (WAVs + picture), or --play to serve live",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", type=Path, default=DEMO_PRESET, help=f"preset (default: {DEMO_PRESET.name})")
+    p.add_argument("--preset", default="demo", help="preset file or shipped name (default: %(default)s)")
     p.add_argument("--knob", help="knob to sweep (default: the preset's first knob)")
     p.add_argument("--stops", type=int, default=5, help="number of knob values in the sweep (default 5)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
@@ -47,33 +45,30 @@ def _audio_output() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steerbridge.bridge.cli import main
     from steerbridge.bridge.cli.common import fail
     from steerbridge.bridge.presets.model import PresetError, load_preset
+    from steerbridge.bridge.presets.shipped import resolve_preset
 
     try:
-        preset = load_preset(args.preset)
+        path = resolve_preset(args.preset)
+        preset = load_preset(path)
     except (PresetError, OSError) as exc:
-        return fail(str(exc))
+        return fail(str(exc).strip("'\""))
     device = None if args.render else _audio_output()
     if args.play or device is not None:
-        from steerbridge.bridge.cli import main
-
         if not args.json:
-            print(f"Serving {args.preset.name} live on {device or args.output}; Ctrl-C stops. "
+            print(f"Serving {path.name} live on {device or args.output}; Ctrl-C stops. "
                   "(`steerbridge demo --render` renders the offline sweep instead.)", flush=True)
-        return main(["serve", "--preset", str(args.preset), "--output", args.output])
+        return main(["serve", "--preset", str(path), "--output", args.output])
     if not preset.knobs:
-        return fail(f"{args.preset} has no [[knob]] to sweep")
+        return fail(f"{path} has no [[knob]] to sweep")
     knob = args.knob or preset.knobs[0].name
-    from steerbridge.bridge.cli import render
-
-    ns = argparse.Namespace(
-        preset=args.preset, model=None, prompt=None, negative_prompt=None, seed=None, seconds=None, steps=None,
-        cfg_scale=None, sampler=None, backend=None, steer=[], layers=None, cfg_mode=None, start_step=None, alpha_units=None,
-        knob=[], sweep=f"{knob}=0:1:{args.stops}", out=args.out, quiet=False, json=args.json)
-    code = render.run(ns)
+    # The same command line a user would type: demo runs render's own code path.
+    code = main(["render", "--preset", str(path), "--sweep", f"{knob}=0:1:{args.stops}", "--out", str(args.out),
+                 *(["--json"] if args.json else [])])
     if code == 0 and not args.json:
-        print(f"\nDemo sweep of knob '{knob}' from {args.preset}: WAV files and the spectrogram grid are in "
+        print(f"\nDemo sweep of knob '{knob}' from {path.name}: WAV files and the spectrogram grid are in "
               f"{args.out.resolve()}/ . No audio output was found (or --render was given): play the WAVs, "
               "or run `steerbridge demo --play` on a machine with audio to steer live.")
     return code

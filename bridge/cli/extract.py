@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_SITE, DEFAULT_STEPS, SITES
+
 __all__ = ["register"]
 
 EPILOG = """examples:
@@ -30,15 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--positive-file", type=Path, help="file of positive prompts, one per line")
     p.add_argument("--negative-file", type=Path, help="file of negative prompts, one per line")
     p.add_argument("--base", action="append", default=[], help="base prompt filling {base} (repeatable)")
-    p.add_argument("--site", default="cross_attn", choices=("cross_attn", "block"))
+    p.add_argument("--site", default=DEFAULT_SITE, choices=SITES, help="activation site (default: %(default)s)")
     p.add_argument("--layers", help="comma-separated layers (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--cfg-scale", type=float, default=6.0)
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG_SCALE)
     p.add_argument("--per-step", action="store_true", help="keep one vector per diffusion step ([steps, d])")
     p.add_argument("--normalize", action="store_true", help="unit-normalise each layer's vector")
-    p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    p.add_argument("--out", type=Path, help="output .safetensors file (default: out/extract/CONCEPT.safetensors)")
     p.add_argument("--quiet", action="store_true")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -56,6 +58,8 @@ def _prompts(inline: list[str], file: Path | None, bases: list[str]) -> list[str
 def run(args: argparse.Namespace) -> int:
     from steerbridge.bridge.cli.common import emit_json, fail
 
+    if args.out is None:
+        args.out = Path("out") / "extract" / f"{args.concept}.safetensors"
     if args.out.suffix != ".safetensors":
         return fail(f"--out {args.out} must end in .safetensors")
     try:

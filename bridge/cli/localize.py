@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
+
 __all__ = ["register", "preset_snippet"]
 
 EPILOG = """examples:
@@ -35,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=4, help="patching: counterfactual prompt pairs (default 4)")
     p.add_argument("--seeds", default="0", help="patching: comma-separated seeds (default 0)")
     p.add_argument("--top", type=int, default=2, help="most layers to report (default 2)")
-    p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--cfg-scale", type=float, default=6.0)
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG_SCALE)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", type=Path, help="write the layers: .toml (preset snippet) or .json (full result)")
     p.add_argument("--quiet", action="store_true")

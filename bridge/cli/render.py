@@ -7,12 +7,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from steerbridge.engine.vocab import ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_SECONDS, DEFAULT_STEPS
+
 __all__ = ["register", "parse_sweep"]
 
 EPILOG = """examples:
   steerbridge render --model tiny --prompt "warm pad" --steer mood.safetensors=2.0 --out out/
   steerbridge render --model tiny --steer mood.safetensors=0 --sweep mood=-4:4:7 --out out/
-  steerbridge render --preset presets/demo.toml --knob brightness=0.8 --json
+  steerbridge render --preset demo --knob brightness=0.8 --json
   steerbridge render --preset presets/demo.toml --sweep tempo=0:1:5 --out out/tempo
 
 With --preset, knob values are normalised 0..1 and go through the knob's alpha range and
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render one steered loop to WAV, or a sweep with a spectrogram grid",
                        description="Render a loop offline, with steering. Writes WAV files (and a PNG for sweeps).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", type=Path, help="preset TOML (model, scene and knobs)")
+    p.add_argument("--preset", help="preset TOML (model, scene and knobs), or a shipped preset's name (demo, tiny)")
     p.add_argument("--model", help="'tiny', 'demo' or a Stable Audio folder (default: the preset's, else tiny)")
     p.add_argument("--prompt", help="text prompt (default: the preset's scene)")
     p.add_argument("--negative-prompt")
@@ -46,14 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--cfg-scale", type=float)
     p.add_argument("--sampler", help="sampler name (default: the model family's)")
-    p.add_argument("--backend", choices=("torch", "onnx"),
+    p.add_argument("--backend", choices=BACKENDS,
                    help="denoiser backend (default: the preset's, else torch); onnx needs `steerbridge export-onnx`")
     p.add_argument("--steer", action="append", default=[], metavar="FILE=ALPHA",
                    help="add a vector file with strength ALPHA (repeatable)")
     p.add_argument("--layers", help="comma-separated layers for every --steer vector (default: all it has)")
-    p.add_argument("--cfg-mode", choices=("cond_only", "both", "uncond_only"))
+    p.add_argument("--cfg-mode", choices=CFG_MODES, help="which CFG half is steered (default: the preset's, else cond_only)")
     p.add_argument("--start-step", type=int)
-    p.add_argument("--alpha-units", choices=("absolute", "norm"))
+    p.add_argument("--alpha-units", choices=ALPHA_UNITS)
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="with --preset: set a knob's normalised value 0..1 (repeatable)")
     p.add_argument("--sweep", metavar="NAME=LO:HI:N", help="render N values from LO to HI, same seed")
@@ -72,8 +74,9 @@ def _plan(args: argparse.Namespace):
 
     if args.preset is not None:
         from steerbridge.bridge.presets.model import load_preset
+        from steerbridge.bridge.presets.shipped import resolve_preset
 
-        preset = load_preset(args.preset)
+        preset = load_preset(resolve_preset(args.preset))
         alphas = {k.name: k.default_alpha for k in preset.knobs}
         for item in args.knob:
             name, value = parse_pair(item, what="--knob")
@@ -103,7 +106,7 @@ def _plan(args: argparse.Namespace):
             path, alpha = parse_pair(item, what="--steer")
             terms.append(VectorTerm(path=str(Path(path).resolve()), alpha=float(alpha), layers=layers))
         base = RenderJob(prompt=args.prompt or "ambient synth loop", seed=args.seed or 0,
-                         seconds=args.seconds or 4.0, steps=8, terms=tuple(terms),
+                         seconds=args.seconds or DEFAULT_SECONDS, steps=DEFAULT_STEPS, terms=tuple(terms),
                          negative_prompt=args.negative_prompt)
         runs = [("render", None, None, None, base)]
         if args.sweep:
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         source, backend, runs = _plan(args)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, FileNotFoundError) as exc:
         return fail(str(exc).strip("'\""))
     from steerbridge.bridge.audio.wavfile import slug, write_wav
     from steerbridge.bridge.engine_link.jobs import JobFailed, Progress, RenderResult

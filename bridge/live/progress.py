@@ -34,7 +34,11 @@ def lower_priority(pid: int, nice: int) -> None:
 
 
 class PrerenderProgress:
-    """A tqdm bar (stderr) counting delivered loops while :meth:`wait` blocks."""
+    """A tqdm bar (stderr) counting delivered loops while :meth:`wait` blocks.
+
+    Off a terminal (a log file, a pipe) it prints one line when pre-rendering
+    starts and one when it ends, instead of a bar redrawn into hundreds of lines.
+    """
 
     def __init__(self, *, enabled: bool, on_tick: Callable[[int, int], None] | None = None) -> None:
         self._enabled, self._on_tick = enabled, on_tick
@@ -44,16 +48,24 @@ class PrerenderProgress:
 
     @contextmanager
     def run(self, total: int) -> Iterator[PrerenderProgress]:
+        lines = self._enabled and not sys.stderr.isatty()
         bar = tqdm(total=total, desc="pre-rendering loops", unit="loop", file=sys.stderr,
-                   disable=not self._enabled, leave=True)
+                   disable=not self._enabled or lines, leave=True)
         with self._lock:
             self._bar, self._done, self._total = bar, 0, total
+        t0 = time.monotonic()
+        if lines:
+            print(f"pre-rendering loops: {total} ...", file=sys.stderr, flush=True)
         try:
             yield self
         finally:
             with self._lock:
                 self._bar = None
+                done, total = self._done, self._total
             bar.close()
+            if lines:
+                print(f"pre-rendering loops: {done}/{total} in {time.monotonic() - t0:.1f} s", file=sys.stderr,
+                      flush=True)
 
     def tick(self) -> None:
         with self._lock:

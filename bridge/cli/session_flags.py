@@ -1,0 +1,88 @@
+"""The live-session flags that `serve` and `gui` share: one definition, one meaning.
+
+Both commands run the same :class:`~steerbridge.bridge.live.session.Session`;
+only what wraps it differs (a headless wait for Ctrl-C, or the Qt panel).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from steerbridge.bridge.live.session import SessionOptions
+
+__all__ = ["add_session_flags", "session_options", "preset_path", "OUTPUTS_HELP"]
+
+OUTPUTS_HELP = """\
+outputs (--output):
+  default          the default PortAudio output (JACK's when a JACK server runs)
+  NAME or INDEX    a PortAudio device, e.g. "system" or 0 (list them: python -m sounddevice)
+  wav:DIR          no audio; every rendered loop is written to DIR as a 32-bit float WAV
+                   and announced to OSC subscribers as /steer/loop (for Max/Ableton)
+  null             no audio, an offline clock (headless machines, tests)
+  If the device cannot be opened, steerbridge says why and falls back to null."""
+
+
+def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_required: bool) -> None:
+    """Add the flags that build a :class:`SessionOptions` (see :func:`session_options`)."""
+    p.add_argument("--preset", required=preset_required, metavar="FILE|NAME", help=preset_help)
+    p.add_argument("--output", default="default", metavar="DEVICE|wav:DIR|null",
+                   help="where the audio goes (default: %(default)s)")
+    p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
+                   help="OSC server address (default: %(default)s; port 0 picks a free one)")
+    p.add_argument("--no-osc", action="store_true", help="do not serve OSC")
+    p.add_argument("--osc-allow-remote", action="store_true",
+                   help="allow --osc on a non-loopback address (needs --osc-allow too)")
+    p.add_argument("--osc-allow", action="append", default=[], metavar="ADDR[/NET]",
+                   help="sender address or network allowed to control the engine when remote (repeatable)")
+    p.add_argument("--autosave", default="default", metavar="PATH|off",
+                   help="live-state autosave file (default: beside the preset); 'off' to disable")
+    p.add_argument("--midi", nargs="+", default=[], metavar="PORT",
+                   help="MIDI input ports (names or unique parts of names); default: all, plus 'steerbridge'")
+    p.add_argument("--no-midi", action="store_true", help="do not open MIDI ports")
+    p.add_argument("--blocksize", type=int, default=256, metavar="N",
+                   help="audio block size in frames (default: %(default)s; smaller = lower knob latency)")
+    p.add_argument("--latency", default=None, metavar="SECONDS|low|high",
+                   help="PortAudio output latency (default: low)")
+    p.add_argument("--hostapi", default="auto", metavar="API",
+                   help="'auto' (JACK when running), 'jack', or part of a host API name such as ALSA")
+    p.add_argument("--in-process", action="store_true",
+                   help="render in this process instead of a worker (debugging; rendering can cause dropouts)")
+    p.add_argument("--grid", choices=("full", "near", "none"), default="full",
+                   help="pre-render every alpha stop (full), only those around the knobs (near), or none")
+    p.add_argument("--cache-mb", type=float, default=512.0, help="loop cache size (default: %(default)s MB)")
+    p.add_argument("--swap", choices=("boundary", "now"), default="boundary",
+                   help="a new prompt/seed starts at the loop boundary (default) or at once")
+
+
+def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptions:
+    """The options the flags describe; ValueError with the fix for a bad value."""
+    from steerbridge.bridge.live.session import SessionOptions
+
+    if not 0 < args.blocksize <= 8192:
+        raise ValueError(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")
+    return SessionOptions(
+        output=args.output, blocksize=args.blocksize, latency=_latency(args.latency), hostapi=args.hostapi,
+        osc=None if args.no_osc else args.osc, midi=None if args.no_midi else tuple(args.midi),
+        osc_allow_remote=args.osc_allow_remote, osc_allowed=tuple(args.osc_allow),
+        autosave=None if args.autosave == "off" else args.autosave,
+        engine="inprocess" if args.in_process else "worker", cache_mb=args.cache_mb, grid=args.grid,
+        swap=args.swap, progress=progress)
+
+
+def preset_path(text: str | None) -> Path | None:
+    """``--preset`` as a file: a path, or a shipped preset's name (``demo``, ``tiny``)."""
+    from steerbridge.bridge.presets.shipped import resolve_preset
+
+    return None if text is None else resolve_preset(text)
+
+
+def _latency(text: str | None) -> float | str | None:
+    if text is None or text in ("low", "high"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--latency {text!r}: give seconds (e.g. 0.01) or low/high") from None
