@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from steerbridge.bridge.engine_link.jobs import JobFailed, RenderResult, render_job_for
-from steerbridge.bridge.reports.pictures import sweep_grid
-from steerbridge.bridge.presets.model import Knob, Preset, load_preset
 from steerbridge.bridge.engine_link.worker import JobRunner
+from steerbridge.bridge.presets.model import Knob, Preset, load_preset
+from steerbridge.bridge.reports.pictures import sweep_grid
 from steerbridge.engine.evaluation.concepts import CONCEPTS, EXTRACT_BASES
 from steerbridge.engine.evaluation.metrics import preservation_distance
 

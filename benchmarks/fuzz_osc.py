@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fuzz harness: tests/support/
 
 from steerbridge.bridge.control.osc.server import OscServer  # noqa: E402
-from support.osc_fuzz import run_fuzz  # noqa: E402
-from steerbridge.bridge.presets.model import load_preset  # noqa: E402
 from steerbridge.bridge.control.state import ControlState  # noqa: E402
+from steerbridge.bridge.presets.model import load_preset  # noqa: E402
+from support.osc_fuzz import run_fuzz  # noqa: E402
 
 
 class _Count(logging.Handler):

@@ -19,9 +19,8 @@ import random
 import threading
 import time
 
-from pythonosc.udp_client import SimpleUDPClient
-
 from _live import add_session_args, percentiles, start_session
+from pythonosc.udp_client import SimpleUDPClient
 
 
 def measure_moves(session, client: SimpleUDPClient, moves: int) -> list[float]:

@@ -33,7 +33,6 @@ from steerbridge.engine.runtime.render import SteerableModel
 from steerbridge.engine.runtime.source import TINY_CONFIG, build_random
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
-
 SAO_SMALL_4S_FRAMES = 88
 TINY_RATIO, TINY_RATE = 64, 16000
 

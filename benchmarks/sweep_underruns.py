@@ -23,9 +23,8 @@ import math
 import os
 import time
 
-from pythonosc.udp_client import SimpleUDPClient
-
 from _live import add_session_args, start_session
+from pythonosc.udp_client import SimpleUDPClient
 
 
 def counts(session) -> tuple[int, int, int]:

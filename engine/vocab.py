@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["CFG_MODES", "ALPHA_UNITS", "BACKENDS", "SITES", "DEFAULT_SECONDS", "MAX_SECONDS", "DEFAULT_STEPS", "MAX_STEPS",
-           "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE", "RenderSettings"]
+__all__ = ["CFG_MODES", "ALPHA_UNITS", "BACKENDS", "SITES", "DEFAULT_SECONDS", "MAX_SECONDS", "DEFAULT_STEPS",
+           "MAX_STEPS", "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE",
+           "RenderSettings"]
 
 # Which half of a classifier-free-guidance batch steering is added to.
 CFG_MODES = ("cond_only", "both", "uncond_only")

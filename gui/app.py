@@ -14,9 +14,9 @@ from pathlib import Path
 from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 
+from steerbridge.bridge.live.session import SessionOptions
 from steerbridge.bridge.presets.model import Preset, PresetError
 from steerbridge.bridge.presets.shipped import shipped_dir
-from steerbridge.bridge.live.session import SessionOptions
 from steerbridge.gui.controller import ClientFactory, SessionController
 from steerbridge.gui.presetfile import RecentPresets
 from steerbridge.gui.theme import apply_theme

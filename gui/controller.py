@@ -32,11 +32,11 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
+from steerbridge.bridge.control.state import Change
 from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
 from steerbridge.bridge.live.monitor import SessionMonitor
-from steerbridge.bridge.presets.model import Preset, load_preset, save_preset
 from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
-from steerbridge.bridge.control.state import Change
+from steerbridge.bridge.presets.model import Preset, load_preset, save_preset
 from steerbridge.gui.presetfile import preset_from_state, with_bindings_of
 
 __all__ = ["SessionController", "ClientFactory"]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from steerbridge.bridge.presets.model import Preset
 from steerbridge.bridge.control.state import StateSnapshot
+from steerbridge.bridge.presets.model import Preset
 
 __all__ = ["preset_from_state", "with_bindings_of", "RecentPresets", "MAX_RECENT"]
 

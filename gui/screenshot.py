@@ -1,9 +1,9 @@
 """Render the panel offscreen to a PNG (the README's docs/panel.png).
 
-    .venv/bin/python -m steerbridge.gui.screenshot [--preset presets/demo.toml] [--out docs/panel.png]
+    .venv/bin/python -m steerbridge.gui.screenshot [--preset demo] [--out docs/panel.png]
 
-Runs the real panel on the tiny model (in-process engine, null output, no
-MIDI, OSC on a free port), waits until the alpha stops are pre-rendered,
+Runs the real panel on a preset (default: the shipped demo preset and its
+demo model; in-process engine, null output, no MIDI, OSC on a free port), waits until the alpha stops are pre-rendered,
 turns two knobs the way a performer would (one from the panel, one as if
 from OSC, so its activity light is lit) and grabs the window once the exact
 render is playing. No display is needed (Qt's offscreen platform).
@@ -25,7 +25,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", type=Path, default=_ROOT / "presets" / "demo.toml")
+    parser.add_argument("--preset", default="demo", help="preset file or shipped name (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=_ROOT / "docs" / "panel.png")
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the pre-render")
@@ -35,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtWidgets import QApplication
 
     from steerbridge.bridge.live.session import SessionOptions
+    from steerbridge.bridge.presets.shipped import resolve_preset
     from steerbridge.gui.app import create_panel, settings_at
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     options = SessionOptions(output="null", osc="127.0.0.1:0", midi=None, engine="inprocess", progress=False)
     with tempfile.TemporaryDirectory() as tmp:
-        window = create_panel(args.preset, options=options, settings=settings_at(Path(tmp) / "panel.ini"))
+        window = create_panel(resolve_preset(args.preset), options=options, settings=settings_at(Path(tmp) / "panel.ini"))
         window.ask_before_close = False
         width, height = (int(x) for x in args.size.split("x"))
         window.resize(width, height)

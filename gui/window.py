@@ -14,16 +14,27 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
-from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox, QPushButton,
-                             QScrollArea, QToolButton, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from steerbridge.bridge.live.monitor import list_outputs
-from steerbridge.bridge.presets.model import PresetError
-from steerbridge.bridge.live.session import SessionEvent
 from steerbridge.bridge.control.state import StateSnapshot
+from steerbridge.bridge.live.monitor import list_outputs
+from steerbridge.bridge.live.session import SessionEvent
+from steerbridge.bridge.presets.model import PresetError
 from steerbridge.gui.controller import SessionController
-from steerbridge.gui.widgets.knob import KnobCard
 from steerbridge.gui.presetfile import RecentPresets
+from steerbridge.gui.widgets.knob import KnobCard
 from steerbridge.gui.widgets.scene import SceneBar
 from steerbridge.gui.widgets.status import ErrorBanner, StatusStrip
 from steerbridge.gui.widgets.waveform import WaveformView

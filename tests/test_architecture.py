@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from support.imports import (PACKAGES, bare_imports, cycles, direction_violations, module_name, scan)
+from support.imports import PACKAGES, bare_imports, cycles, direction_violations, module_name, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = tuple(PACKAGES)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steerbridge.bridge.live.cache import LoopCache, loop_key
 from steerbridge.bridge.engine_link.jobs import RenderJob, VectorTerm, render_job_for
+from steerbridge.bridge.live.cache import LoopCache, loop_key
 from steerbridge.bridge.presets.model import load_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from steerbridge.bridge.util.atomic import atomic_write_text
+from steerbridge.bridge.control.state import ControlState
 from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, read_autosave, restore
 from steerbridge.bridge.presets.model import MidiBinding, load_preset, save_preset, set_midi_binding
-from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.util.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "presets"

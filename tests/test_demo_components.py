@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.demo.codec import MelCodec, warped_mel_filterbank
 from steerbridge.engine.demo.corpus import make_clip
-from steerbridge.engine.demo.text import MINILM_DIM, encode_texts
 from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model, load_model_folder
+from steerbridge.engine.demo.text import MINILM_DIM, encode_texts
 from steerbridge.engine.evaluation.descriptors import describe
-from steerbridge.engine.adapters.sat import sat
 
 SR = 16_000
 

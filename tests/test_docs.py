@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from steerbridge.bridge.control.osc.server import OscServer
-from steerbridge.bridge.presets.model import load_preset
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 

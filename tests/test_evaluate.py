@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
+from steerbridge.engine.evaluation.metrics import (
+    Curve,
+    clap_scorer,
+    curve_auc,
+    direction_curve,
+    preservation_distance,
+    smoothness,
+)
 from steerbridge.engine.runtime.errors import EngineError
-from steerbridge.engine.evaluation.metrics import Curve, clap_scorer, curve_auc, direction_curve, preservation_distance, smoothness
 
 SR = 16000
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from steerbridge.engine import extract_caa
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.caa import expand_templates
+from steerbridge.engine.runtime.errors import EngineError
 
 
 @pytest.fixture()

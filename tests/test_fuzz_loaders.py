@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from pythonosc.osc_message_builder import build_msg
 
 from steerbridge.bridge.control.osc.server import OscServer
-from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
 from steerbridge.engine.runtime.errors import VectorFileError
 from steerbridge.engine.runtime.vectors import load_vector
 

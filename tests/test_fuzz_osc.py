@@ -24,11 +24,11 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
+from steerbridge.bridge.control.osc.guard import TYPE_TAGS, BadPacket, check_packet
 from steerbridge.bridge.control.osc.server import OscServer
-from support.osc_fuzz import FAMILIES, PROBE_BASE, run_fuzz
-from steerbridge.bridge.control.osc.guard import BadPacket, TYPE_TAGS, check_packet
-from steerbridge.bridge.presets.model import load_preset
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import load_preset
+from support.osc_fuzz import FAMILIES, PROBE_BASE, run_fuzz
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 

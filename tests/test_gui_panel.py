@@ -21,12 +21,12 @@ from PyQt6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PyQt6.QtGui import QWheelEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from steerbridge.bridge.engine_link.client import InProcessClient  # noqa: E402
-from steerbridge.bridge.engine_link.jobs import JobFailed  # noqa: E402
 from steerbridge.bridge.audio.loops import grid_gains  # noqa: E402
 from steerbridge.bridge.control.midi.router import MidiRouter  # noqa: E402
-from steerbridge.bridge.presets.model import MidiBinding, load_preset  # noqa: E402
+from steerbridge.bridge.engine_link.client import InProcessClient  # noqa: E402
+from steerbridge.bridge.engine_link.jobs import JobFailed  # noqa: E402
 from steerbridge.bridge.live.session import SessionOptions  # noqa: E402
+from steerbridge.bridge.presets.model import MidiBinding, load_preset  # noqa: E402
 from steerbridge.gui.app import create_panel, settings_at  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from pathlib import Path
 import mido
 import pytest
 
-from steerbridge.bridge.control.midi.router import MidiInput, MidiRouter
 from steerbridge.bridge.control.midi.decode import MidiDecoder, MidiLearner, Pickup
-from steerbridge.bridge.presets.model import MidiBinding, load_preset
+from steerbridge.bridge.control.midi.router import MidiInput, MidiRouter
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import MidiBinding, load_preset
 from support.waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from steerbridge.bridge.live.monitor import KNOB_HEARD, KNOB_IDLE, KNOB_PENDING, SessionMonitor
 from steerbridge.bridge.audio.player import LoopPlayer
-from steerbridge.bridge.presets.model import load_preset
-from steerbridge.bridge.live.session import SessionOptions
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.live.monitor import KNOB_HEARD, KNOB_IDLE, KNOB_PENDING, SessionMonitor
+from steerbridge.bridge.live.session import SessionOptions
+from steerbridge.bridge.presets.model import load_preset
 
 PRESET = """\
 [model]

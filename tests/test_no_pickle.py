@@ -26,8 +26,8 @@ UNSAFE = {"torch.load", "pickle.load", "pickle.loads", "pickle.Unpickler", "dill
 KNOWN = {
     ("engine/demo/train.py", "torch.load"): "the demo-model trainer resumes from the checkpoint it wrote itself "
                                             "(weights_only=False); never reached by serve/render/extract",
-    ("engine/evaluation/metrics.py", "load_ckpt"): "optional CLAP metric: laion_clap.load_ckpt torch.loads a .pt file the "
-                                         "user names explicitly (LAION-CLAP ships no safetensors)",
+    ("engine/evaluation/metrics.py", "load_ckpt"): "optional CLAP metric: laion_clap.load_ckpt torch.loads a .pt "
+                                                   "file the user names explicitly (LAION-CLAP ships no safetensors)",
 }
 
 

@@ -14,11 +14,11 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from steerbridge.engine import RenderRequest, Steering, SteeringTerm  # noqa: E402
-from steerbridge.engine.runtime.errors import EngineError  # noqa: E402
 from steerbridge.engine.onnx.export import export_denoiser  # noqa: E402
 from steerbridge.engine.onnx.parity import TeacherForced  # noqa: E402
 from steerbridge.engine.onnx.runtime import OnnxDenoiser  # noqa: E402
 from steerbridge.engine.onnx.spec import PARITY_TOL, SPEC_FILE, OnnxExportError, read_spec  # noqa: E402
+from steerbridge.engine.runtime.errors import EngineError  # noqa: E402
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta  # noqa: E402
 
 AUDIO_TOL = 1e-4  # final audio, max abs (measured ~2e-6 on tiny: ORT and torch differ in float rounding)

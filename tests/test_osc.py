@@ -12,8 +12,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from steerbridge.bridge.control.osc.server import OscServer
-from steerbridge.bridge.presets.model import load_preset
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import load_preset
 from support.waiting import wait_for
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"

@@ -20,9 +20,9 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from steerbridge.bridge.control.osc.server import OscServer, is_loopback_host
-from steerbridge.bridge.presets.model import load_preset
-from steerbridge.bridge.live.session import SessionOptions
 from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.live.session import SessionOptions
+from steerbridge.bridge.presets.model import load_preset
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 

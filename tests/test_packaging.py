@@ -52,7 +52,8 @@ def test_shipped_presets_resolve_by_name(tmp_path: Path, monkeypatch: pytest.Mon
 def _source_tree(dest: Path) -> Path:
     """The files a clean clone has (git's list when there is one), copied to ``dest``."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                                capture_output=True, check=True).stdout
         files = [f for f in listed.decode().split("\0") if f]
     except (OSError, subprocess.CalledProcessError):
         files = [str(p.relative_to(ROOT)) for folder in (*PACKAGES, "README.md", "pyproject.toml")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from steerbridge.bridge.presets.model import (Knob, MidiBinding, PresetError, load_preset, save_preset, set_midi_binding)
+from steerbridge.bridge.presets.model import Knob, MidiBinding, PresetError, load_preset, save_preset, set_midi_binding
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.caa import collect_site_means
 from steerbridge.engine.localisation.probes import cv_accuracy, probe_activations
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 

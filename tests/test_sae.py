@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steerbridge.engine.runtime.errors import VectorFileError
 from steerbridge.engine.extraction.frames import SiteFrames
 from steerbridge.engine.extraction.sae import TopKSAE, load_sae, sae_vector, save_sae, tfidf_scores, train_sae
+from steerbridge.engine.runtime.errors import VectorFileError
 
 D, ATOMS, CONCEPT = 32, 12, 5
 

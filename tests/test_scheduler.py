@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steerbridge.bridge.live.cache import LoopCache, loop_key
+from steerbridge.bridge.control.state import ControlState
 from steerbridge.bridge.engine_link.client import InProcessClient
 from steerbridge.bridge.engine_link.jobs import render_job_for
-from steerbridge.bridge.presets.model import load_preset, save_preset
+from steerbridge.bridge.live.cache import LoopCache, loop_key
 from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
-from steerbridge.bridge.control.state import ControlState
+from steerbridge.bridge.presets.model import load_preset, save_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 

@@ -21,8 +21,8 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 from steerbridge.bridge.audio.loops import equal_power
-from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
 from steerbridge.bridge.audio.sinks import WavSink
+from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
 from support.waiting import wait_for
 
 PRESET = """\
@@ -165,8 +165,8 @@ def test_serve_cli_runs_headless_and_stops_cleanly_on_ctrl_c(session):
 def test_serve_cli_names_a_bad_preset_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nsource = "tiny"\nstepz = 3\n[scene]\nprompt = "x"\n')
-    done = subprocess.run([sys.executable, "-m", "steerbridge.bridge", "serve", "--preset", str(bad), "--output", "null"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "steerbridge.bridge", "serve", "--preset", str(bad),
+                           "--output", "null"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "stepz" in done.stderr and "Traceback" not in done.stderr
 
 

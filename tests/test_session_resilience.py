@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from steerbridge.bridge.live.session import Session, SessionOptions
 from steerbridge.bridge.audio.sinks import DeviceSink, NullSink
+from steerbridge.bridge.live.session import Session, SessionOptions
 from support.waiting import wait_for
 
 PRESET = """\

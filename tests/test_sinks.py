@@ -13,8 +13,8 @@ from scipy.io import wavfile
 from steerbridge.bridge.audio.loops import prepare_loop
 from steerbridge.bridge.audio.player import LoopPlayer
 from steerbridge.bridge.audio.portaudio import JACK_HOSTAPI, import_sounddevice
-from support.audio import require_portaudio
 from steerbridge.bridge.audio.sinks import DeviceSink, NullSink, SinkSpec, WavSink, open_sink, parse_sink
+from support.audio import require_portaudio
 
 
 def test_parse_sink_strings():

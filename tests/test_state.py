@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steerbridge.bridge.presets.model import load_preset
 from steerbridge.bridge.control.state import Change, ControlState
+from steerbridge.bridge.presets.model import load_preset
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "tiny.toml"
 

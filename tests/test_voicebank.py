@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from steerbridge.bridge.audio.loops import equal_power
-from steerbridge.bridge.presets.model import Knob
 from steerbridge.bridge.live.scheduler import LoopReady
 from steerbridge.bridge.live.voicebank import VoiceBank
+from steerbridge.bridge.presets.model import Knob
 
 MOOD = Knob(name="mood", vector="m.safetensors", alpha_min=-4.0, alpha_max=4.0, stops=5)
 TEMPO = Knob(name="tempo", vector="t.safetensors", alpha_min=0.0, alpha_max=2.0, stops=3)

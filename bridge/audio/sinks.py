@@ -33,9 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from steerbridge.bridge.audio.wavfile import write_wav
 from steerbridge.bridge.audio.loops import Loop
 from steerbridge.bridge.audio.portaudio import JACK_HOSTAPI, SinkUnavailable, import_sounddevice, resolve_output_device
+from steerbridge.bridge.audio.wavfile import write_wav
 
 __all__ = [
     "SinkSpec", "Sink", "NullSink", "WavSink", "DeviceSink", "SinkUnavailable",

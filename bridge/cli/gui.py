@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import OUTPUTS_HELP, add_session_flags, preset_path, session_options
+from steerbridge.bridge.cli.session_flags import preset_path, session_options, session_parser
 
 __all__ = ["register", "run"]
 
@@ -24,19 +24,15 @@ as with `serve` while the panel is open.
 examples:
   steerbridge gui                                  # the last preset used, else the demo preset
   steerbridge gui --preset demo
-  steerbridge gui --preset my.toml --output null --no-midi
-
-""" + OUTPUTS_HELP
+  steerbridge gui --preset my.toml --output null --no-midi"""
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "gui", help="the Qt control panel: knobs, scene, waveform, presets (needs PyQt6)",
+    p = session_parser(
+        subparsers, "gui", help="the Qt control panel: knobs, scene, waveform, presets (needs PyQt6)",
         description="Open the steerbridge panel on a preset: the engine runs in a worker process, "
-                    "the panel never waits for it.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_session_flags(p, preset_required=False,
-                      preset_help="preset TOML file or shipped name (default: the last one used, else demo)")
+                    "the panel never waits for it.", epilog=_EPILOG, preset_required=False,
+        preset_help="preset TOML file or shipped name (default: the last one used, else demo)")
     p.add_argument("--settings", metavar="FILE", help="an INI file for the panel's settings (recent presets)")
     p.set_defaults(func=run)
 

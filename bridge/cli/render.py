@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steer", action="append", default=[], metavar="FILE=ALPHA",
                    help="add a vector file with strength ALPHA (repeatable)")
     p.add_argument("--layers", help="comma-separated layers for every --steer vector (default: all it has)")
-    p.add_argument("--cfg-mode", choices=CFG_MODES, help="which CFG half is steered (default: the preset's, else cond_only)")
+    p.add_argument("--cfg-mode", choices=CFG_MODES,
+                   help="which CFG half is steered (default: the preset's, else cond_only)")
     p.add_argument("--start-step", type=int)
     p.add_argument("--alpha-units", choices=ALPHA_UNITS)
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",

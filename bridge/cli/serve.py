@@ -9,12 +9,11 @@ import sys
 import threading
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import OUTPUTS_HELP, add_session_flags, preset_path, session_options
+from steerbridge.bridge.cli.session_flags import preset_path, session_options, session_parser
 
 __all__ = ["register", "run"]
 
-_EPILOG = OUTPUTS_HELP + """
-
+_EPILOG = """\
 control:
   OSC on --osc (default 127.0.0.1:9000): /steer/knob/<name> f (0..1), /steer/alpha/<name> f,
   /steer/prompt s, /steer/seed i, /steer/play, /steer/stop, /steer/subscribe [port], ...
@@ -29,13 +28,11 @@ Ctrl-C stops everything cleanly."""
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "serve", help="play a preset live: knobs over OSC/MIDI steer the loops you hear",
+    p = session_parser(
+        subparsers, "serve", help="play a preset live: knobs over OSC/MIDI steer the loops you hear",
         description="Load a preset, start the engine in a worker process, pre-render the knobs' alpha stops, "
-                    "then play loops that follow the knobs (OSC, MIDI) until Ctrl-C.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_session_flags(p, preset_required=True,
-                      preset_help="preset TOML file, or a shipped preset's name (demo, tiny)")
+                    "then play loops that follow the knobs (OSC, MIDI) until Ctrl-C.", epilog=_EPILOG,
+        preset_required=True, preset_help="preset TOML file, or a shipped preset's name (demo, tiny)")
     p.add_argument("--no-prerender", action="store_true", help="start playing at once; loops arrive as rendered")
     p.add_argument("--json", action="store_true",
                    help="print the status as one JSON object when ready and one when stopped (stdout); "
@@ -44,11 +41,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steerbridge.bridge.audio.sinks import SinkUnavailable
     from steerbridge.bridge.cli.common import emit_json, fail
     from steerbridge.bridge.engine_link.client import EngineJobError
-    from steerbridge.bridge.presets.model import PresetError
     from steerbridge.bridge.live.session import Session
-    from steerbridge.bridge.audio.sinks import SinkUnavailable
+    from steerbridge.bridge.presets.model import PresetError
 
     try:
         options = session_options(args, progress=not args.json or sys.stderr.isatty())

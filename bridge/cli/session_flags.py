@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steerbridge.bridge.live.session import SessionOptions
 
-__all__ = ["add_session_flags", "session_options", "preset_path", "OUTPUTS_HELP"]
+__all__ = ["session_parser", "add_session_flags", "session_options", "preset_path", "OUTPUTS_HELP"]
 
 OUTPUTS_HELP = """\
 outputs (--output):
@@ -23,6 +23,15 @@ outputs (--output):
                    and announced to OSC subscribers as /steer/loop (for Max/Ableton)
   null             no audio, an offline clock (headless machines, tests)
   If the device cannot be opened, steerbridge says why and falls back to null."""
+
+
+def session_parser(subparsers: Any, name: str, *, help: str, description: str, epilog: str,
+                   preset_required: bool, preset_help: str) -> argparse.ArgumentParser:
+    """A sub-command parser carrying the session flags, with the outputs explained after ``epilog``."""
+    p = subparsers.add_parser(name, help=help, description=description, epilog=f"{epilog}\n\n{OUTPUTS_HELP}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_session_flags(p, preset_required=preset_required, preset_help=preset_help)
+    return p
 
 
 def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_required: bool) -> None:

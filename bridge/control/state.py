@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from steerbridge.bridge.util.listeners import Listeners
 from steerbridge.bridge.presets.model import Knob, Preset
+from steerbridge.bridge.util.listeners import Listeners
 
 __all__ = ["KnobState", "StateSnapshot", "Change", "ControlState"]
 

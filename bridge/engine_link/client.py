@@ -32,8 +32,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from steerbridge.bridge.engine_link.jobs import (
+    Event,
+    Job,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    ModelInfo,
+    RenderResult,
+    WorkerEvent,
+)
 from steerbridge.bridge.util.listeners import Listeners
-from steerbridge.bridge.engine_link.jobs import Event, Job, JobCancelled, JobDone, JobFailed, ModelInfo, RenderResult, WorkerEvent
 
 __all__ = ["EngineClient", "InProcessClient", "WorkerClient", "Ticket", "JobOutput", "ClientStatus",
            "EngineJobError", "JobCancelledError"]

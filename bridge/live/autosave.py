@@ -27,8 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from steerbridge.bridge.util.atomic import atomic_write_text
 from steerbridge.bridge.control.state import ControlState, StateSnapshot
+from steerbridge.bridge.util.atomic import atomic_write_text
 
 __all__ = ["SavedState", "Autosaver", "restore", "read_autosave", "default_autosave_path", "FORMAT_VERSION"]
 

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from steerbridge.bridge.engine_link.jobs import RenderResult
 from steerbridge.bridge.control.state import Change
+from steerbridge.bridge.engine_link.jobs import RenderResult
 
 if TYPE_CHECKING:
     from steerbridge.bridge.engine_link.client import EngineClient
-    from steerbridge.bridge.presets.model import Knob
     from steerbridge.bridge.live.session import Session
+    from steerbridge.bridge.presets.model import Knob
 
 __all__ = ["SessionMonitor", "LoopView", "EngineView", "list_outputs", "KNOB_HEARD", "KNOB_PENDING", "KNOB_IDLE"]
 

@@ -37,10 +37,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from steerbridge.bridge.live.cache import LoopCache, loop_key
+from steerbridge.bridge.control.state import Change, ControlState, StateSnapshot
 from steerbridge.bridge.engine_link.client import EngineClient, EngineJobError, JobCancelledError, JobOutput, Ticket
 from steerbridge.bridge.engine_link.jobs import RenderJob, render_job_for
-from steerbridge.bridge.control.state import Change, ControlState, StateSnapshot
+from steerbridge.bridge.live.cache import LoopCache, loop_key
 
 __all__ = ["LoopReady", "PlannedRender", "SchedulerStats", "RenderScheduler"]
 

@@ -33,20 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
+from steerbridge.bridge.audio.player import LoopPlayer
+from steerbridge.bridge.audio.sinks import Sink, open_sink
 from steerbridge.bridge.audio.wavfile import slug
-from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, restore
-from steerbridge.bridge.live.cache import LoopCache
+from steerbridge.bridge.control.state import Change, ControlState
 from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
 from steerbridge.bridge.engine_link.jobs import Progress, WorkerEvent
-from steerbridge.bridge.audio.player import LoopPlayer
-from steerbridge.bridge.presets.model import Preset, load_preset
-from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
+from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, restore
+from steerbridge.bridge.live.cache import LoopCache
 from steerbridge.bridge.live.events import SessionEvent, SessionStatus, collect_status
 from steerbridge.bridge.live.progress import PrerenderProgress, lower_priority
+from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
 from steerbridge.bridge.live.surfaces import ControlSurfaces, parse_host_port
-from steerbridge.bridge.audio.sinks import Sink, open_sink
-from steerbridge.bridge.control.state import Change, ControlState
 from steerbridge.bridge.live.voicebank import VoiceBank
+from steerbridge.bridge.presets.model import Preset, load_preset
 
 __all__ = ["Session", "SessionOptions", "SessionEvent", "SessionStatus", "parse_host_port"]
 

@@ -26,8 +26,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from steerbridge.bridge.audio.loops import Loop, grid_gains, prepare_loop
-from steerbridge.bridge.presets.model import Knob
 from steerbridge.bridge.live.scheduler import LoopReady
+from steerbridge.bridge.presets.model import Knob
 
 __all__ = ["SceneBank", "VoiceBank"]
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import io
 import sys
 import threading
 import types

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.adapters.sat import sat
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import StepGate
 
 __all__ = ["StableAudioAdapter", "SAMPLERS"]

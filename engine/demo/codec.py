@@ -31,8 +31,8 @@ import typing as tp
 
 import torch
 
-from steerbridge.engine.runtime.components import register_pretransform
 from steerbridge.engine.adapters.sat import sat
+from steerbridge.engine.runtime.components import register_pretransform
 
 __all__ = ["MelCodec", "warped_mel_filterbank"]
 

@@ -24,11 +24,11 @@ import typing as tp
 import numpy as np
 import torch
 
+from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.demo.captions import ATTRIBUTES, HELD_OUT, caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import CONTRASTS
 from steerbridge.engine.evaluation.descriptors import describe
-from steerbridge.engine.adapters.sat import sat
 
 __all__ = ["PairStats", "caption_pairs", "render_latents", "render_audio", "prompt_following"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from steerbridge.engine.runtime.components import custom_components
+from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.demo import codec as _codec  # noqa: F401  (registers steerbridge_mel)
 from steerbridge.engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
-from steerbridge.engine.adapters.sat import sat
+from steerbridge.engine.runtime.components import custom_components
 
 __all__ = ["CONFIG_PATH", "build_model", "export_model", "load_model_folder"]
 

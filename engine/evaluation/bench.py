@@ -37,18 +37,18 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from steerbridge.engine.extraction.austeer import austeer_vector
 from steerbridge.engine.evaluation.concepts import EXTRACT_BASES, HELD_OUT_BASES, Concept, get_concept
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.evaluation.metrics import Curve, curve_auc, direction_curve, preservation_distance, smoothness
+from steerbridge.engine.evaluation.multiconcept import MultiResult, from_bench
+from steerbridge.engine.extraction.austeer import austeer_vector
 from steerbridge.engine.extraction.caa import extract_caa
 from steerbridge.engine.extraction.frames import SiteFrames, collect_site_frames
-from steerbridge.engine.evaluation.multiconcept import MultiResult, from_bench
+from steerbridge.engine.extraction.prompt_blend import render_blend
+from steerbridge.engine.extraction.sae import sae_vector, train_layer_saes
 from steerbridge.engine.localisation.patching import activation_patching
 from steerbridge.engine.localisation.probes import probe_activations
-from steerbridge.engine.extraction.prompt_blend import render_blend
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
-from steerbridge.engine.extraction.sae import sae_vector, train_layer_saes
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm
 from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS

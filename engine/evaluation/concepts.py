@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from steerbridge.engine.evaluation import descriptors
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.caa import expand_templates
+from steerbridge.engine.runtime.errors import EngineError
 
 __all__ = ["Concept", "CONCEPTS", "get_concept", "DESCRIPTORS", "EXTRACT_BASES", "HELD_OUT_BASES",
            "NEUTRAL_BASES", "NEUTRAL_HELD_OUT"]

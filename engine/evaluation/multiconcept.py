@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from steerbridge.engine.evaluation.concepts import get_concept
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.evaluation.metrics import preservation_distance
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm, site_offsets
 from steerbridge.engine.runtime.vectors import ConceptVector
@@ -186,7 +186,8 @@ def _mean(xs: list[float]) -> float:
 
 
 def multiconcept(model: tp.Any, vectors: Mapping[str, ConceptVector], *, bases: Sequence[str], alpha: float,
-                 seed: int = 0, seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
+                 seed: int = 0, seconds: float = DEFAULT_SECONDS,
+                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                  tempo_reference: ConceptVector | None = None, max_size: int = 3,
                  log: Callable[[str], None] | None = None) -> MultiResult:
     """Steer every 1..``max_size`` subset of ``vectors`` (concept name -> vector) together, and mood

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import torch
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.frames import SiteFrames, collect_site_frames
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
@@ -88,7 +88,8 @@ def austeer_vector(pos: SiteFrames, neg: SiteFrames, *, concept: str, fingerprin
 
 def extract_austeer(model: tp.Any, *, positive: Sequence[str], negative: Sequence[str], concept: str,
                     site: str = "cross_attn", layers: Sequence[int] | None = None, k: int | None = None,
-                    seed: int = 0, seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
+                    seed: int = 0, seconds: float = DEFAULT_SECONDS,
+                    steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                     per_step: bool = False, max_frames: int | None = None) -> ConceptVector:
     """Render positive/negative prompts (paired by index) and build the AUSteer vector."""
     if len(positive) != len(negative) or not positive:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.record import record_sites
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import Steering
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
@@ -67,7 +67,8 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
 
 def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[str], concept: str,
                 site: str = "cross_attn", layers: Sequence[int] | None = None, seed: int = 0,
-                seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
+                seconds: float = DEFAULT_SECONDS,
+                steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
                 normalize: bool = False, progress: Callable[[int, int], None] | None = None,
                 show_progress: bool = False) -> ConceptVector:
     """Difference of mean site activations between positive and negative prompts."""

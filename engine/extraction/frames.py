@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.record import record_sites
+from steerbridge.engine.runtime.errors import EngineError
 
 __all__ = ["FrameTap", "SiteFrames", "collect_site_frames"]
 

@@ -35,8 +35,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from steerbridge.engine.runtime.errors import EngineError, VectorFileError
 from steerbridge.engine.extraction.frames import SiteFrames
+from steerbridge.engine.runtime.errors import EngineError, VectorFileError
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 __all__ = ["TopKSAE", "SAEStats", "train_sae", "tfidf_scores", "sae_vector", "save_sae", "load_sae"]

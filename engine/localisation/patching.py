@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.record import swapped_sites
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
@@ -125,7 +125,8 @@ def functional_layers(impact: Sequence[float], *, layers: Sequence[int] | None =
 
 def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[str, str]],
                         score: Callable[[np.ndarray, int], float], layers: Sequence[int] | None = None,
-                        seeds: Sequence[int] = (0,), seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
+                        seeds: Sequence[int] = (0,), seconds: float = DEFAULT_SECONDS,
+                        steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                         share: float = 0.6, max_width: int = 2,
                         progress: Callable[[int, int], None] | None = None) -> PatchingResult:
     """Impact of each cross-attention layer on ``concept`` for (target, source) prompt ``pairs``."""

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.extraction.caa import collect_site_means
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["ProbeResult", "cv_accuracy", "probe_activations", "probe_layers"]
@@ -120,7 +120,8 @@ def probe_activations(pos: dict[int, torch.Tensor], neg: dict[int, torch.Tensor]
 
 def probe_layers(model: tp.Any, *, positive: Sequence[str], negative: Sequence[str], concept: str,
                  site: str = "cross_attn", layers: Sequence[int] | None = None, seed: int = 0,
-                 seconds: float = DEFAULT_SECONDS, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, folds: int = 5, top_k: int = 2,
+                 seconds: float = DEFAULT_SECONDS,
+                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, folds: int = 5, top_k: int = 2,
                  per_step: bool = False, on_prompt: Callable[[], None] | None = None) -> ProbeResult:
     """Render the prompts, record ``site`` at ``layers`` and probe each layer."""
     layers = list(range(model.num_layers)) if layers is None else sorted(set(int(l) for l in layers))

@@ -41,7 +41,8 @@ from torch.nn import functional as F
 from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.onnx.parity import check_parity
 from steerbridge.engine.onnx.seam import capture_forward_inputs
-from steerbridge.engine.onnx.spec import GRAPH_FILE, SPEC_FILE, OnnxSpec
+from steerbridge.engine.onnx.spec import GRAPH_FILE, SPEC_FILE, OnnxExportError, OnnxSpec
+from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import SiteWrapper
 
 __all__ = ["ExportResult", "export_denoiser"]

@@ -14,10 +14,10 @@ always restores the originals.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import re
 import typing as tp
-import hashlib
 from collections.abc import Callable, Iterator
 
 import torch

@@ -24,9 +24,9 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.runtime.components import custom_components
 from steerbridge.engine.runtime.errors import ModelLoadError
-from steerbridge.engine.adapters.sat import sat
 
 __all__ = ["LoadedModel", "load_source", "build_random", "fingerprint_of", "TINY_CONFIG", "DEMO_DIR"]
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 import math
 
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt, pyqtSignal
-from PyQt6.QtGui import (QColor, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QRadialGradient,
-                         QWheelEvent)
+from PyQt6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QRadialGradient, QWheelEvent
 from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from steerbridge.bridge.live.monitor import KNOB_HEARD, KNOB_PENDING
 from steerbridge.bridge.presets.model import Knob, MidiBinding
-from steerbridge.gui.widgets.led import Led
 from steerbridge.gui.theme import color, mono_font
+from steerbridge.gui.widgets.led import Led
 
 __all__ = ["KnobDial", "KnobCard", "describe_midi"]
 

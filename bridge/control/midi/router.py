@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 import mido
 
 from steerbridge.bridge.control.midi.decode import KnobEvent, MidiDecoder, MidiLearner, Pickup
-from steerbridge.bridge.presets.model import MidiBinding, Preset, set_midi_binding
 from steerbridge.bridge.control.state import Change, ControlState
+from steerbridge.bridge.presets.model import MidiBinding, Preset, set_midi_binding
 
 __all__ = ["MidiRouter", "MidiInput", "MidiUnavailable", "VIRTUAL_PORT", "KnobEvent"]
 

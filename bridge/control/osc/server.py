@@ -49,8 +49,8 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 
 from steerbridge.bridge.control.osc.feedback import OscFeedback, RateLimitedLog
 from steerbridge.bridge.control.osc.guard import BadPacket, PacketLimits, check_packet
-from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
 from steerbridge.bridge.control.state import Change, ControlState
+from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
 
 __all__ = ["OscServer", "OscFeedback", "DEFAULT_PORT", "RCVBUF_BYTES", "is_loopback_host"]
 
