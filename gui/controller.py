@@ -1,6 +1,6 @@
 """SessionController: owns the running :class:`steerbridge.bridge.live.session.Session` for the panel.
 
-Who runs what (the panel must never block, see DESIGN.md "Real time"):
+Who runs what (the panel must never block, see docs/architecture.md):
 
 - **The GUI thread** creates sessions (cheap: a preset parse and a state
   object), makes every *control* call (knob, prompt, play; each is a state

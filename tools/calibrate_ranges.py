@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/calibrate_ranges.py [--preset presets/demo.toml] [--out out/ranges]
 
-For every knob whose name is a concept in engine/concepts.py: render the
+For every knob whose name is a concept in engine/evaluation/concepts.py: render the
 neutral prompts (same seed) over a wide alpha grid through the bridge's own
 render path (benchmarks/demo_acceptance.py's sweep), and score each render
 by the concept's descriptor and by its preservation distance to the alpha = 0

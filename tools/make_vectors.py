@@ -3,7 +3,7 @@
     .venv/bin/python tools/make_vectors.py --source demo   # presets/vectors/demo/, ~10 min on 2 cores
     .venv/bin/python tools/make_vectors.py --source tiny   # presets/vectors/tiny/, seconds
 
-For each concept in engine/concepts.py (the same prompts the benchmark uses):
+For each concept in engine/evaluation/concepts.py (the same prompts the benchmark uses):
 
 1. *Where* -- the layers are measured, not guessed (``--layers auto``, the
    default for the demo model): activation patching of cross-attention

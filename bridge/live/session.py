@@ -1,6 +1,6 @@
 """Session: the `serve` runtime, also the API the Qt panel drives.
 
-Wiring (see DESIGN.md "Architecture")::
+Wiring (docs/architecture.md has the picture and every thread)::
 
     OSC / MIDI / panel -> ControlState -> RenderScheduler -> EngineClient (worker process)
                               |                 | LoopReady (scheduler thread)
@@ -9,8 +9,8 @@ Wiring (see DESIGN.md "Architecture")::
                                    |
                             LoopPlayer.process <- sink clock (PortAudio / WAV / null)
 
-A knob move sets the player's gains right away on the thread that moved it
-(equal-power between the pre-rendered stops around it) and the scheduler
+A knob move wakes the session's mixer thread, which sets the player's gains
+from the newest state (equal-power between the pre-rendered stops around it) and the scheduler
 renders the exact loop, which takes over when it lands. A new prompt or seed
 plays when its first loop lands, at the loop boundary (or at once: ``now=``).
 

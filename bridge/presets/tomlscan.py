@@ -1,6 +1,6 @@
 """Where each key of a TOML file sits: line numbers for preset error messages.
 
-``tomllib`` parses values but forgets positions, and DESIGN.md promises that an
+``tomllib`` parses values but forgets positions, and the preset contract promises that an
 unknown or bad key is reported with its line. This scanner walks the text once
 and maps every key path to the line it is written on. It understands what
 presets use: ``[table]``, ``[[array.of.tables]]`` (entries numbered from 0),

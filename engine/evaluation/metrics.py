@@ -11,7 +11,7 @@ Follows TADA Sec. 5.1 (and its released ``auc.py``), with model-free stand-ins:
   neural audio codecs: it compares what the ear compares (log energy on a mel
   frequency scale) at several time/frequency trade-offs, is deterministic,
   and like LPAPS is 0 for identical audio and grows with audible change.
-* **Alignment** is a descriptor of the concept (engine/concepts.py), as a
+* **Alignment** is a descriptor of the concept (steerbridge.engine.evaluation.concepts), as a
   sign-corrected delta to the alpha = 0 render, in units of the concept's scale:
   ``delta = sign * (S(x_alpha) - S(x0)) / scale`` (sign = +1 for alpha > 0).
 * **AUC**: trapezoid integral of delta over distance, following the sweep in

@@ -4,7 +4,7 @@ Two measurements, both at one strength (``alpha`` in units of the site's mean
 activation norm; the bench uses its largest alpha) on held-out prompts. Every
 render is compared with the alpha = 0 render of the same prompt and seed, and
 every concept's descriptor is read from it, steered or not; shifts are in
-concept units (raw descriptor change / ``Concept.scale``, engine/concepts.py).
+concept units (raw descriptor change / ``Concept.scale``, steerbridge.engine.evaluation.concepts).
 
 1. *Combinations.* Every single concept, pair and triple is steered at
    +alpha together (one term per concept, summed per layer by

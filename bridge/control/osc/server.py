@@ -1,4 +1,4 @@
-"""OSC control (python-osc): the addresses of DESIGN.md "Contracts", and feedback.
+"""OSC control (python-osc): the /steer addresses (docs/osc.md), and feedback.
 
 Incoming (default 127.0.0.1:9000, prefix ``/steer``)::
 
