@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from steerbridge.engine.demo.corpus import make_clip
-from steerbridge.engine.evaluation.descriptors import (
-    describe,
-    loudness_db,
-    mode_score,
-    onset_rate,
-    spectral_centroid,
-    tempo_bpm,
-)
+from steerbridge.engine.evaluation.descriptors import (describe, loudness_db, mode_score, onset_rate, spectral_centroid,
+                                                       tempo_bpm)
 
 SR = 16_000
 

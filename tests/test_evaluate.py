@@ -7,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from steerbridge.engine.evaluation.metrics import (
-    Curve,
-    clap_scorer,
-    curve_auc,
-    direction_curve,
-    preservation_distance,
-    smoothness,
-)
+from steerbridge.engine.evaluation.metrics import (Curve, clap_scorer, curve_auc, direction_curve,
+                                                   preservation_distance, smoothness)
 from steerbridge.engine.runtime.errors import EngineError
 
 SR = 16000

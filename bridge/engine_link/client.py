@@ -32,16 +32,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from steerbridge.bridge.engine_link.jobs import (
-    Event,
-    Job,
-    JobCancelled,
-    JobDone,
-    JobFailed,
-    ModelInfo,
-    RenderResult,
-    WorkerEvent,
-)
+from steerbridge.bridge.engine_link.jobs import (Event, Job, JobCancelled, JobDone, JobFailed, ModelInfo, RenderResult,
+                                                 WorkerEvent)
 from steerbridge.bridge.util.listeners import Listeners
 
 __all__ = ["EngineClient", "InProcessClient", "WorkerClient", "Ticket", "JobOutput", "ClientStatus",

@@ -14,15 +14,8 @@ from typing import Union
 import numpy as np
 
 from steerbridge.bridge.presets.model import Preset
-from steerbridge.engine.vocab import (
-    DEFAULT_ALPHA_UNITS,
-    DEFAULT_CFG_MODE,
-    DEFAULT_CFG_SCALE,
-    DEFAULT_SECONDS,
-    DEFAULT_SITE,
-    DEFAULT_STEPS,
-    RenderSettings,
-)
+from steerbridge.engine.vocab import (DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE, DEFAULT_SECONDS,
+                                      DEFAULT_SITE, DEFAULT_STEPS, RenderSettings)
 
 __all__ = [
     "VectorTerm", "RenderJob", "SweepJob", "ExtractJob", "Job",

@@ -27,20 +27,8 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from steerbridge.bridge.engine_link.jobs import (
-    Event,
-    ExtractJob,
-    Job,
-    JobCancelled,
-    JobDone,
-    JobFailed,
-    ModelInfo,
-    Progress,
-    RenderJob,
-    RenderResult,
-    SweepJob,
-    WorkerEvent,
-)
+from steerbridge.bridge.engine_link.jobs import (Event, ExtractJob, Job, JobCancelled, JobDone, JobFailed, ModelInfo,
+                                                 Progress, RenderJob, RenderResult, SweepJob, WorkerEvent)
 
 __all__ = ["JobRunner", "worker_main"]
 

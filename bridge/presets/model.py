@@ -24,26 +24,12 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from steerbridge.bridge.presets.schema import (
-    ALPHA_UNITS,
-    BUILTIN_SOURCES,
-    CFG_MODES,
-    CURVES,
-    MIDI_MODES,
-    PresetError,
-    parse_preset_text,
-    preset_to_toml,
-)
+from steerbridge.bridge.presets.schema import (ALPHA_UNITS, BUILTIN_SOURCES, CFG_MODES, CURVES, MIDI_MODES, PresetError,
+                                               parse_preset_text, preset_to_toml)
 from steerbridge.bridge.presets.tomlscan import scan_lines
 from steerbridge.bridge.util.atomic import atomic_write_text
-from steerbridge.engine.vocab import (
-    BACKENDS,
-    DEFAULT_ALPHA_UNITS,
-    DEFAULT_CFG_MODE,
-    DEFAULT_CFG_SCALE,
-    DEFAULT_SECONDS,
-    DEFAULT_STEPS,
-)
+from steerbridge.engine.vocab import (BACKENDS, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE,
+                                      DEFAULT_SECONDS, DEFAULT_STEPS)
 
 __all__ = [
     "PresetError", "ModelSettings", "Scene", "MidiBinding", "Knob", "Preset",

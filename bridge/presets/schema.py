@@ -19,18 +19,8 @@ from typing import Any, Callable
 import tomli_w
 
 from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
-from steerbridge.engine.vocab import (
-    ALPHA_UNITS,
-    BACKENDS,
-    CFG_MODES,
-    DEFAULT_ALPHA_UNITS,
-    DEFAULT_CFG_MODE,
-    DEFAULT_CFG_SCALE,
-    DEFAULT_SECONDS,
-    DEFAULT_STEPS,
-    MAX_SECONDS,
-    MAX_STEPS,
-)
+from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE,
+                                      DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS, MAX_STEPS)
 
 __all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
            "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
