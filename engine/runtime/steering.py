@@ -255,7 +255,7 @@ class SteeringHandle:
             parent, name, inner = self._originals.pop()
             setattr(parent, name, inner)
         self.wrappers.clear()
-        self.adapter.gate.cfg_mode, self.adapter.gate.start_step = "cond_only", 0
+        self.adapter.gate.cfg_mode, self.adapter.gate.start_step = DEFAULT_CFG_MODE, 0
 
     def set(self, steering: Steering | None) -> None:
         """Write offsets for ``steering`` (None: no steering) into the wrappers, in place."""
