@@ -14,15 +14,7 @@ from __future__ import annotations
 import importlib
 import typing as tp
 
-__all__ = [
-    "EngineError", "ModelLoadError", "RenderCancelled", "VectorFileError", "VectorMismatchError",
-    "Render", "RenderRequest", "SteerableModel", "load_model",
-    "Steering", "SteeringTerm",
-    "ConceptVector", "VectorMeta", "load_vector", "save_vector",
-    "extract_caa", "extract_austeer", "activation_patching", "functional_layers", "probe_layers",
-    "train_sae", "sae_vector", "render_blend", "run_bench", "BenchConfig", "CONCEPTS", "get_concept",
-]
-
+# Public name -> the module that defines it (loaded on first use).
 _RUNTIME = "steerbridge.engine.runtime"
 _WHERE = {
     **dict.fromkeys(("EngineError", "ModelLoadError", "RenderCancelled", "VectorFileError", "VectorMismatchError"),
@@ -39,6 +31,7 @@ _WHERE = {
     "run_bench": "steerbridge.engine.evaluation.bench", "BenchConfig": "steerbridge.engine.evaluation.bench",
     "CONCEPTS": "steerbridge.engine.evaluation.concepts", "get_concept": "steerbridge.engine.evaluation.concepts",
 }
+__all__ = list(_WHERE)
 
 
 def __getattr__(name: str) -> tp.Any:

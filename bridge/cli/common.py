@@ -47,23 +47,23 @@ def parse_pair(text: str, *, what: str) -> tuple[str, str]:
 
 
 class ProgressBar:
-    """Progress over diffusion steps on stderr: a tqdm bar on a terminal.
+    """Progress on stderr (diffusion steps, or another ``unit``): a tqdm bar on a terminal.
 
     When stderr is not a terminal (a log file, a pipe, CI) a redrawn bar would
     leave hundreds of lines, so the stage gets one line when it starts and one
     when it ends instead. ``quiet`` silences both.
     """
 
-    def __init__(self, *, total: int, desc: str, quiet: bool = False) -> None:
+    def __init__(self, *, total: int, desc: str, quiet: bool = False, unit: str = "step") -> None:
         from tqdm.auto import tqdm
 
-        self._desc, self._total, self._done = desc, total, 0
+        self._desc, self._total, self._done, self._unit = desc, total, 0, unit
         self._lines = not quiet and not sys.stderr.isatty()
         self._t0 = time.perf_counter()
-        self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=quiet or self._lines,
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet or self._lines,
                          leave=False)
         if self._lines:
-            print(f"{desc}: {total} steps ...", file=sys.stderr, flush=True)
+            print(f"{desc}: {total} {unit}s ...", file=sys.stderr, flush=True)
 
     def update_to(self, done: int) -> None:
         if done > self._done:
@@ -73,6 +73,6 @@ class ProgressBar:
     def close(self) -> None:
         self._bar.close()
         if self._lines:
-            print(f"{self._desc}: {self._done}/{self._total} steps in {time.perf_counter() - self._t0:.1f} s",
+            print(f"{self._desc}: {self._done}/{self._total} {self._unit}s in {time.perf_counter() - self._t0:.1f} s",
                   file=sys.stderr, flush=True)
             self._lines = False

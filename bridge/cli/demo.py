@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         path = resolve_preset(args.preset)
         preset = load_preset(path)
     except (PresetError, OSError) as exc:
-        return fail(str(exc).strip("'\""))
+        return fail(str(exc))
     device = None if args.render else _audio_output()
     if args.play or device is not None:
         if not args.json:

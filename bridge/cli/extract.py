@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_SITE, DEFAULT_STEPS, SITES
@@ -71,21 +70,22 @@ def run(args: argparse.Namespace) -> int:
     if not pos or not neg:
         return fail("give at least one --positive and one --negative prompt (or --positive-file/--negative-file)")
     from steerbridge import engine
-    lines = not (args.quiet or args.json or sys.stderr.isatty())  # a log, not a terminal: one line per stage
-    if lines:
-        print(f"extract {args.concept}: {len(pos)} positive + {len(neg)} negative prompts ...", file=sys.stderr)
+    from steerbridge.bridge.cli.common import ProgressBar
+
+    bar = ProgressBar(total=len(pos) + len(neg), desc=f"extract {args.concept}", unit="prompt",
+                      quiet=args.quiet or args.json)
     try:
         model = engine.load_model(args.model)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         vec = engine.extract_caa(model, positive=pos, negative=neg, concept=args.concept, site=args.site,
                                  layers=layers, seed=args.seed, seconds=args.seconds, steps=args.steps,
                                  cfg_scale=args.cfg_scale, per_step=args.per_step, normalize=args.normalize,
-                                 show_progress=not (args.quiet or args.json) and sys.stderr.isatty())
+                                 progress=lambda done, total: bar.update_to(done))
         path = engine.save_vector(vec, args.out)
     except (engine.EngineError, ValueError) as exc:
         return fail(str(exc))
-    if lines:
-        print(f"extract {args.concept}: done", file=sys.stderr)
+    finally:
+        bar.close()
     norms = {str(l): round(float(vec.tensor(l).norm()), 6) for l in vec.layers}
     result = {"path": str(path), "concept": vec.concept, "site": vec.site, "layers": list(vec.layers),
               "fingerprint": vec.fingerprint, "vector_norms": norms,

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         options = session_options(args, progress=False)
         preset = preset_path(args.preset)
     except (ValueError, FileNotFoundError) as exc:
-        return fail(str(exc).strip("'\""))
+        return fail(str(exc))
     try:
         app = importlib.import_module("steerbridge.gui.app")  # by name: bridge never imports gui at module level
     except ImportError as exc:

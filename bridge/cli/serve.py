@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         options = session_options(args, progress=not args.json or sys.stderr.isatty())
         session = Session(preset_path(args.preset), options=options)
     except (PresetError, ValueError, FileNotFoundError) as exc:
-        return fail(str(exc).strip("'\""))
+        return fail(str(exc))
     if not args.json:
         session.subscribe(lambda e: print(f"steerbridge: {e.source}: {e.message}", file=sys.stderr)
                           if e.kind == "error" else None)
