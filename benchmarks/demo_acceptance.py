@@ -41,7 +41,7 @@ from steerbridge.bridge.engine_link.jobs import JobFailed, RenderResult, render_
 from steerbridge.bridge.engine_link.worker import JobRunner
 from steerbridge.bridge.presets.model import Knob, Preset, load_preset
 from steerbridge.bridge.reports.pictures import sweep_grid
-from steerbridge.engine.evaluation.concepts import CONCEPTS, EXTRACT_BASES
+from steerbridge.engine.evaluation.concepts import CONCEPTS, DESCRIPTORS, EXTRACT_BASES, SECOND_OPINIONS
 from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,7 +85,9 @@ def follow_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> 
 
     log(f"class gaps: synthesising {args.gap_clips} corpus clips")
     gaps = synthetic_class_gaps(args.gap_clips, options=CorpusOptions(
-        mood_tempo_coupling=TrainConfig.mood_tempo_coupling))
+        mood_tempo_coupling=TrainConfig.mood_tempo_coupling, synth=TrainConfig.synth,
+        sample_rate=runner.model.sample_rate))
+    args.gaps = gaps
     log(f"prompt following: {args.pairs} pairs x {len(gaps)} contrasts")
     runner.model.detach_steering()  # sample_rf runs the raw wrapper: no steering may be left attached
     stats = prompt_following(runner.model.model, gaps=gaps, pairs=args.pairs, steps=preset.model.steps,
@@ -134,6 +136,7 @@ def sweep(runner: JobRunner, preset: Preset, knob: Knob, concept: tp.Any, alphas
     refs, cutoff = references(runner, preset, prompts, args, cache)
     sr = runner.model.sample_rate
     values, dists, first = [], [], []
+    extra: dict[str, list[list[float]]] = {name: [] for name in SECOND_OPINIONS.get(concept.name, ())}
     for i, p in enumerate(prompts):
         log(f"steering {knob.name}: '{p}' x {len(alphas)} alphas")
         row, drow = [], []
@@ -142,11 +145,33 @@ def sweep(runner: JobRunner, preset: Preset, knob: Knob, concept: tp.Any, alphas
                 preset, {knob.name: a}, prompt=p, seed=args.seed, seconds=args.seconds)).audio
             row.append(concept.score(audio, sr))
             drow.append(preservation_distance(audio, refs[p], sr))
+            for name in extra:
+                if len(extra[name]) <= i:
+                    extra[name].append([])
+                extra[name][i].append(second_opinion(name, audio, sr))
             if i == 0:
                 first.append((f"alpha {a:+.2f}", audio))
         values.append(row)
         dists.append(drow)
-    return {"prompts": prompts, "refs": refs, "cutoff": cutoff, "values": values, "dists": dists, "first": first}
+    return {"prompts": prompts, "refs": refs, "cutoff": cutoff, "values": values, "dists": dists, "first": first,
+            "extra": extra}
+
+
+def second_opinion(name: str, audio: np.ndarray, sr: int) -> float:
+    """An independent descriptor (librosa tempo, basic-pitch mode); nan when its extra is missing."""
+    try:
+        return float(DESCRIPTORS[name](audio, sr))
+    except (ImportError, RuntimeError) as exc:  # LibrosaMissing / BasicPitchMissing are RuntimeErrors
+        log(f"second opinion {name} unavailable: {exc}")
+        return math.nan
+
+
+def opinion_summary(alphas: list[float], rows: list[list[float]]) -> dict:
+    rhos = [spearman(alphas, r) for r in rows]
+    mean = np.nanmean(rows, axis=0) if rows else np.array([math.nan])
+    return {"descriptors": rows, "rho_per_prompt": rhos,
+            "rho_mean": float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan,
+            "shift": float(mean[-1] - mean[0])}
 
 
 def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Namespace, cache: dict) -> dict:
@@ -178,6 +203,10 @@ def steer_knob(runner: JobRunner, preset: Preset, knob: Knob, args: argparse.Nam
            "shift_in_scale_units": float((mean[-1] - mean[0]) / concept.scale), "distances": dists,
            "prompt_swap_distance": cutoff, "max_distance": max_d, "within": within, "all_within": all(within),
            "pass": bool(ok), "gating": knob.name in GATING}
+    res["second_opinions"] = {name: opinion_summary(alphas, rows) for name, rows in sw["extra"].items()}
+    gap = getattr(args, "gaps", {}).get("mode") if knob.name == "mood" else None
+    if gap:  # mood: the shift as a fraction of the corpus' major-minor gap on the same descriptor
+        res["shift_over_corpus_gap"] = float((mean[-1] - mean[0]) / gap)
     res["pictures"] = pictures(knob.name, first, res, sr, args.out, args.seed)
     return res
 

@@ -127,7 +127,10 @@ def test_demo_config_architecture(model: torch.nn.Module) -> None:
     assert config["model"]["diffusion"]["config"]["depth"] >= 8
     assert len(model.model.model.transformer.layers) == config["model"]["diffusion"]["config"]["depth"]
     assert model.diffusion_objective == "rectified_flow"
-    x = torch.randn(2, 96, 256)
+    dit = config["model"]["diffusion"]["config"]
+    pre = config["model"]["pretransform"]["config"]
+    assert dit["io_channels"] * dit["patch_size"] <= dit["embed_dim"]  # a token's values fit its embedding
+    x = torch.randn(2, pre["n_bands"], config["sample_size"] // pre["hop"])
     cond = model.conditioner([{"prompt": "piano"}] * 2, "cpu")
     with torch.no_grad():
         out = model(x, torch.full((2,), 0.5), cond=cond)

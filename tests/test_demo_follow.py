@@ -36,7 +36,8 @@ def test_prompt_following_runs_on_an_untrained_model() -> None:
     torch.manual_seed(0)
     model = build_model().eval()
     audio = render_audio(model, ["bright piano", "bright piano"], [5, 5], steps=2)
-    assert audio.shape == (2, 64000)
+    hop = model.pretransform.downsampling_ratio
+    assert audio.shape == (2, int(4.0 * model.sample_rate) // hop * hop)  # 4 s in whole codec frames
     assert np.array_equal(audio[0], audio[1])  # same prompt and seed: the same render
     gaps = {a: 1.0 for a in CONTRASTS}
     stats = prompt_following(model, gaps=gaps, pairs=2, steps=2, attributes=("brightness",))

@@ -34,7 +34,12 @@ import torch
 from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.runtime.components import register_pretransform
 
-__all__ = ["MelCodec", "warped_mel_filterbank"]
+__all__ = ["DECODERS", "SCALES", "MelCodec", "slaney_mel_filterbank", "warped_mel_filterbank"]
+
+SCALES = ("warped", "slaney")
+# griffin-lim: fast, phasey; hifigan: the pretrained universal HiFi-GAN (needs the
+# slaney scale at 22.05 kHz / hop 256, its training mel), slower, far cleaner.
+DECODERS = ("griffin-lim", "hifigan")
 
 
 def warped_mel_filterbank(*, sample_rate: int, n_fft: int, n_bands: int, f_min: float,
@@ -56,6 +61,32 @@ def warped_mel_filterbank(*, sample_rate: int, n_fft: int, n_bands: int, f_min: 
     return torch.clamp(torch.minimum(up, down), min=0.0).to(torch.float32)
 
 
+def slaney_mel_filterbank(*, sample_rate: int, n_fft: int, n_bands: int, f_min: float,
+                          f_max: float) -> torch.Tensor:
+    """librosa's default mel filterbank (Slaney scale and area normalisation) [n_bands, n_fft // 2 + 1].
+
+    Re-implemented (librosa is not a runtime dependency); the HiFi-GAN decoder
+    was trained on exactly these filters (``tests/test_demo_v2.py`` compares
+    with librosa where it is installed)."""
+    f_sp, min_log_hz, min_log_mel, logstep = 200.0 / 3, 1000.0, 15.0, math.log(6.4) / 27.0
+
+    def to_mel(f: float) -> float:
+        return f / f_sp if f < min_log_hz else min_log_mel + math.log(f / min_log_hz) / logstep
+
+    def to_hz(m: torch.Tensor) -> torch.Tensor:
+        return torch.where(m < min_log_mel, m * f_sp, min_log_hz * torch.exp(logstep * (m - min_log_mel)))
+
+    mel_f = to_hz(torch.linspace(to_mel(f_min), to_mel(f_max), n_bands + 2, dtype=torch.float64))
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    fdiff = torch.diff(mel_f)
+    ramps = mel_f[:, None] - bins[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.to(torch.float32)
+
+
 _NNLS_ITERS = 10
 
 
@@ -72,14 +103,23 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
 
     def __init__(self, *, sample_rate: int, n_bands: int = 96, n_fft: int = 1024, hop: int = 250,
                  f_min: float = 30.0, break_hz: float = 250.0, griffin_lim_iters: int = 32,
-                 io_channels: int = 1, floor: float = 1e-3) -> None:
+                 io_channels: int = 1, floor: float = 1e-3, scale: str = "warped", f_max: float | None = None,
+                 decoder: str = "griffin-lim") -> None:
         super().__init__(enable_grad=False, io_channels=io_channels, is_discrete=False)
+        if scale not in SCALES:
+            raise ValueError(f"mel scale {scale!r} is not one of {SCALES}")
         self.sample_rate = sample_rate
         self.n_fft, self.hop, self.iters, self.floor = n_fft, hop, griffin_lim_iters, floor
         self.encoded_channels = n_bands
         self.downsampling_ratio = hop
-        fb = warped_mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_bands=n_bands,
-                                   f_min=f_min, break_hz=break_hz)
+        self.scale = scale
+        self.decoder = decoder  # settable at run time; checked when decoding
+        if scale == "warped":
+            fb = warped_mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_bands=n_bands,
+                                       f_min=f_min, break_hz=break_hz)
+        else:
+            fb = slaney_mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_bands=n_bands, f_min=f_min,
+                                       f_max=f_max or sample_rate / 2)
         # Derived constants are non-persistent: rebuilt from the config, not
         # stored; only the fitted statistics belong in the state dict.
         self.register_buffer("fb", fb, persistent=False)
@@ -114,7 +154,11 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
 
     @torch.autocast("cpu", enabled=False)  # bf16 magnitudes would cost decode quality, not speed
     def decode(self, z: torch.Tensor, **_: tp.Any) -> torch.Tensor:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder {self.decoder!r} is not one of {DECODERS}")
         z = z.float()
+        if self.decoder == "hifigan":
+            return self._hifigan(z * self.band_std[:, None] + self.band_mean[:, None])
         mel = torch.exp(z * self.band_std[:, None] + self.band_mean[:, None]) - self.floor
         mel = mel.clamp(min=0.0)
         mag = torch.einsum("fm,bmt->bft", self.fb_inv, mel)
@@ -126,12 +170,24 @@ class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
             rebuilt = torch.einsum("mf,bft->bmt", self.fb, mag)
             mag = mag * target / (torch.einsum("mf,bmt->bft", self.fb, rebuilt) + 1e-9)
         mag = torch.cat([mag, mag[..., -1:]], dim=-1)  # STFT has frames + 1 columns
-        audio = self._griffin_lim(mag, length=z.shape[-1] * self.hop)
+        audio = self._limit(self._griffin_lim(mag, length=z.shape[-1] * self.hop))
+        return audio.unsqueeze(1).repeat(1, self.io_channels, 1)
+
+    def _hifigan(self, log_mel: torch.Tensor) -> torch.Tensor:
+        from steerbridge.engine.demo.hifigan import load_generator
+
+        if self.scale != "slaney" or self.sample_rate != 22050 or self.hop != 256:
+            raise ValueError("the HiFi-GAN decoder needs the slaney mel at 22.05 kHz, hop 256 (the mel it was "
+                             "trained on); this model's codec differs: use the griffin-lim decoder")
+        with torch.inference_mode():  # fp32: bf16 autocast made this generator ~150x slower on CPU
+            audio = load_generator()(log_mel)[:, 0, : log_mel.shape[-1] * self.hop]
+        return self._limit(audio).unsqueeze(1).repeat(1, self.io_channels, 1)
+
+    def _limit(self, audio: torch.Tensor) -> torch.Tensor:
         # Safety limiter: guidance can push a clip past the corpus' loudest; scale
         # such a clip to a 0.99 peak (others untouched, so levels stay comparable).
         peak = audio.abs().amax(dim=-1, keepdim=True)
-        audio = audio / torch.clamp(peak / 0.99, min=1.0)
-        return audio.unsqueeze(1).repeat(1, self.io_channels, 1)
+        return audio / torch.clamp(peak / 0.99, min=1.0)
 
     def _griffin_lim(self, mag: torch.Tensor, *, length: int) -> torch.Tensor:
         # One fixed initial phase shared by every row: a clip decodes the same

@@ -27,16 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing as tp
 
 import numpy as np
 from scipy import signal
 
+from steerbridge.engine.demo import score
 from steerbridge.engine.demo.captions import ATTRIBUTES, Attributes, caption, is_held_out
 
-__all__ = ["CorpusOptions", "Clip", "SAMPLE_RATE", "TEMPO_BPM", "sample_attributes", "make_clip",
-           "render_clip"]
+__all__ = ["CorpusOptions", "Clip", "SAMPLE_RATE", "SYNTHS", "TEMPO_BPM", "sample_attributes", "make_clip",
+           "make_clips", "render_clip"]
 
 SAMPLE_RATE = 16_000
+# "procedural": the oscillators below (the first demo model's corpus, no dependencies);
+# "fluidsynth": scores from engine/demo/score.py played through a General MIDI SoundFont
+# (the second generation; needs the `fluidsynth` program, see engine/demo/fluid.py).
+SYNTHS = ("procedural", "fluidsynth")
 TEMPO_BPM: dict[str, tuple[float, float]] = {"slow": (70.0, 95.0), "medium": (105.0, 135.0),
                                              "fast": (145.0, 170.0)}
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
@@ -63,8 +69,11 @@ class CorpusOptions:
     sample_rate: int = SAMPLE_RATE
     mood_tempo_coupling: float = 0.0
     include_held_out: bool = False
+    synth: str = "procedural"
 
     def __post_init__(self) -> None:
+        if self.synth not in SYNTHS:
+            raise ValueError(f"synth={self.synth!r} is not one of {SYNTHS}")
         if not 0.0 <= self.mood_tempo_coupling <= 1.0:
             raise ValueError(f"mood_tempo_coupling={self.mood_tempo_coupling} must be in [0, 1]")
 
@@ -90,19 +99,60 @@ def sample_attributes(rng: np.random.Generator, *, options: CorpusOptions) -> At
             return attrs
 
 
-def make_clip(seed: int, *, options: CorpusOptions = CorpusOptions(),
-              attrs: Attributes | None = None, text: str | None = None) -> Clip:
-    """The clip for ``seed``; pass ``attrs`` to force the classes (key, pattern stay seeded)."""
+def _draw(seed: int, options: CorpusOptions, attrs: Attributes | None) -> tuple[np.random.Generator, Attributes,
+                                                                              float, int]:
     rng = np.random.default_rng(seed)
     drawn = sample_attributes(rng, options=options)
     attrs = attrs or drawn
-    lo, hi = TEMPO_BPM[attrs.tempo]
-    bpm = float(rng.uniform(lo, hi))
-    key = int(rng.integers(12))
-    audio = render_clip(attrs, bpm=bpm, key=key, rng=rng, options=options)
-    if text is None:
-        text = caption(attrs, rng=np.random.default_rng([seed, 1]))
-    return Clip(seed=seed, attrs=attrs, bpm=bpm, key=key, caption=text, audio=audio)
+    if options.synth == "fluidsynth":
+        lo, hi = score.TEMPO_BPM_V2[attrs.tempo]
+        bpm = float(rng.uniform(lo, hi))
+        key = int(score.TONICS[int(rng.integers(len(score.TONICS)))])
+    else:
+        lo, hi = TEMPO_BPM[attrs.tempo]
+        bpm = float(rng.uniform(lo, hi))
+        key = int(rng.integers(12))
+    return rng, attrs, bpm, key
+
+
+def make_clip(seed: int, *, options: CorpusOptions = CorpusOptions(),
+              attrs: Attributes | None = None, text: str | None = None) -> Clip:
+    """The clip for ``seed``; pass ``attrs`` to force the classes (key, pattern stay seeded)."""
+    return make_clips([seed], options=options, attrs=None if attrs is None else [attrs],
+                      texts=None if text is None else [text])[0]
+
+
+def make_clips(seeds: tp.Sequence[int], *, options: CorpusOptions = CorpusOptions(),
+               attrs: tp.Sequence[Attributes] | None = None, texts: tp.Sequence[str] | None = None) -> list[Clip]:
+    """:func:`make_clip` for many seeds; FluidSynth renders them in one call (much faster)."""
+    drawn = [_draw(int(s), options, None if attrs is None else attrs[i]) for i, s in enumerate(seeds)]
+    if options.synth == "fluidsynth":
+        from steerbridge.engine.demo.fluid import render_scores
+
+        scores = [score.compose(a, bpm=bpm, key=key, rng=rng, seconds=options.seconds)
+                  for rng, a, bpm, key in drawn]
+        raw = render_scores(scores, sample_rate=options.sample_rate)
+        audio = [_finish(x, a.brightness, rng, sr=options.sample_rate) for x, (rng, a, _, _) in zip(raw, drawn)]
+    else:
+        audio = [render_clip(a, bpm=bpm, key=key, rng=rng, options=options) for rng, a, bpm, key in drawn]
+    out = []
+    for i, (s, (_, a, bpm, key), x) in enumerate(zip(seeds, drawn, audio)):
+        text = texts[i] if texts is not None else caption(a, rng=np.random.default_rng([int(s), 1]))
+        out.append(Clip(seed=int(s), attrs=a, bpm=bpm, key=key, caption=text, audio=x))
+    return out
+
+
+def _finish(x: np.ndarray, brightness: str, rng: np.random.Generator, *, sr: int) -> np.ndarray:
+    """Brightness filter, level and soft limit of a FluidSynth clip.
+
+    Dark: a low-pass at 900-1400 Hz, above the melody's fundamentals so the
+    third stays audible; bright: the SoundFont's own spectrum (and harder
+    velocities, see score.compose)."""
+    if brightness == "dark":
+        sos = signal.butter(2, rng.uniform(900, 1400), btype="low", fs=sr, output="sos")
+        x = signal.sosfilt(sos, x)
+    rms = float(np.sqrt(np.mean(np.square(x)))) + 1e-9
+    return np.tanh(x * (0.1 / rms)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=512)

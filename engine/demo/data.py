@@ -30,7 +30,7 @@ import torch
 
 from steerbridge.engine.demo.captions import ATTRIBUTES, Attributes
 from steerbridge.engine.demo.codec import MelCodec
-from steerbridge.engine.demo.corpus import CorpusOptions, make_clip
+from steerbridge.engine.demo.corpus import CorpusOptions, make_clips
 from steerbridge.engine.evaluation.descriptors import describe
 
 __all__ = ["CONTRASTS", "CorpusCache", "build_cache", "class_gaps", "synthetic_class_gaps"]
@@ -96,9 +96,10 @@ def build_cache(folder: str | os.PathLike[str], *, clips: int, seed: int, option
     tmp.mkdir(parents=True)
     seeds = seed * 1_000_000 + np.arange(clips)
     t0 = time.perf_counter()
-    first = [make_clip(int(s), options=options) for s in seeds[:_STATS_CLIPS]]
-    codec.fit(torch.from_numpy(np.stack([c.audio for c in first]))[:, None])
-    frames = len(first[0].audio) // codec.hop
+    first = make_clips([int(s) for s in seeds[:_STATS_CLIPS]], options=options)
+    samples = len(first[0].audio) // codec.hop * codec.hop  # whole codec frames
+    codec.fit(torch.from_numpy(np.stack([c.audio[:samples] for c in first]))[:, None])
+    frames = samples // codec.hop
     latents = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float16,
                                         shape=(clips, codec.encoded_channels, frames))
     attrs: list[Attributes] = []
@@ -106,9 +107,10 @@ def build_cache(folder: str | os.PathLike[str], *, clips: int, seed: int, option
     descs: list[dict[str, float]] = []
     chunk = 128
     for start in range(0, clips, chunk):
-        batch = [first[i] if i < len(first) else make_clip(int(seeds[i]), options=options)
-                 for i in range(start, min(clips, start + chunk))]
-        audio = torch.from_numpy(np.stack([c.audio for c in batch]))[:, None]
+        stop = min(clips, start + chunk)
+        batch = (first[start:stop] if stop <= len(first)
+                 else make_clips([int(s) for s in seeds[start:stop]], options=options))
+        audio = torch.from_numpy(np.stack([c.audio[:samples] for c in batch]))[:, None]
         with torch.no_grad():
             latents[start:start + len(batch)] = codec.encode(audio).numpy().astype(np.float16)
         attrs += [c.attrs for c in batch]
@@ -164,10 +166,7 @@ def synthetic_class_gaps(clips: int = 300, *, seed: int = 0,
     ``clips=640`` reproduces the cache's gaps exactly.
     """
     options = options or CorpusOptions()
-    attrs: list[Attributes] = []
-    descs: list[dict[str, float]] = []
-    for i in range(clips):
-        clip = make_clip(seed * 1_000_000 + i, options=options)
-        attrs.append(clip.attrs)
-        descs.append(describe(clip.audio, options.sample_rate).as_dict())
+    batch = make_clips([seed * 1_000_000 + i for i in range(clips)], options=options)
+    attrs = [c.attrs for c in batch]
+    descs = [describe(c.audio, options.sample_rate).as_dict() for c in batch]
     return _gaps(_class_means(attrs, descs))

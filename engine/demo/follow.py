@@ -84,8 +84,9 @@ def render_latents(model: tp.Any, prompts: list[str], seeds: list[int], *, steps
 
 
 def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: int = 8,
-                 cfg_scale: float = 5.0, frames: int = 256, chunk: int = 16) -> np.ndarray:
-    """Rendered audio [B, samples] (mono), in chunks to bound memory."""
+                 cfg_scale: float = 5.0, frames: int | None = None, chunk: int = 16) -> np.ndarray:
+    """Rendered audio [B, samples] (mono), in chunks to bound memory; ``frames`` defaults to 4 s."""
+    frames = frames or int(4.0 * model.sample_rate) // model.pretransform.downsampling_ratio
     out = []
     for i in range(0, len(prompts), chunk):
         z = render_latents(model, prompts[i:i + chunk], seeds[i:i + chunk], steps=steps,

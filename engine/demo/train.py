@@ -11,7 +11,11 @@ x0, MSE), 10 % cross-attention dropout for classifier-free guidance, an
 independent 10 % dropout of the pooled (global) text embedding so the
 cross-attention path must carry the prompt too (that is where steering
 vectors are taken), AdamW with linear warm-up and cosine decay, EMA, and bf16
-autocast (fp32 was ~1.5x slower per step on this CPU). Every few minutes the
+autocast optionally (``--bf16``: faster only on CPUs with native bf16; on this
+project's 2-core AMD EPYC a bf16 step took 100 s vs 5.5 s in fp32, so fp32 is
+the default), and training on random ``--crop-seconds`` windows of the 4 s
+latents (the DiT's rotary positions make any length valid at sampling time;
+a 2 s crop halves the cost of a step). Every few minutes the
 state is checkpointed atomically (``OUT/checkpoint.pt``); every
 ``--eval-minutes`` the EMA model's prompt-following is measured and logged.
 When the step budget or ``--minutes`` runs out (or on SIGTERM) it
@@ -61,7 +65,10 @@ class TrainConfig:
     global_dropout: float = 0.1
     ema_decay: float = 0.999
     mood_tempo_coupling: float = 0.4
-    bf16: bool = True
+    bf16: bool = False
+    crop_frames: int = 0  # 0: whole clips
+    synth: str = "fluidsynth"
+    init_from: str = ""  # a model folder whose same-shaped weights start the training
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -89,11 +96,10 @@ class _Log:
 
 
 def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _Log, *,
-          pairs: int) -> None:
+          pairs: int, bf16: bool = False) -> None:
     """Log prompt-following of the EMA model and export it (a usable model at every eval)."""
     t0 = time.perf_counter()
-    # bf16 sampling: ~2.5x faster than fp32 for this DiT on this CPU.
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         stats = prompt_following(ema, gaps=class_gaps(cache), pairs=pairs) if pairs else []
     for s in stats:
         log(f"eval step {step}: {s.line()}")
@@ -111,6 +117,23 @@ def _no_activation_checkpointing(model: tp.Any) -> None:
     skipping the recompute is ~25 % faster per step on this CPU."""
     transformer = model.model.model.transformer
     transformer.forward = functools.partial(transformer.forward, use_checkpointing=False)
+
+
+def _init_from(model: torch.nn.Module, folder: Path) -> str:
+    """Copy every weight whose name and shape match from ``folder``'s model (the rest stay fresh).
+
+    The second-generation model keeps the first's transformer and text layers
+    but not its latent (other bands, patch size): its in/out projections start
+    fresh while what was learnt about the prompts carries over."""
+    from safetensors.torch import load_file
+
+    source = load_file(str(folder / "model.safetensors"))
+    state = model.state_dict()
+    same = {k: v.to(state[k].dtype) for k, v in source.items()
+            if k in state and v.shape == state[k].shape and not k.startswith("pretransform.")}
+    state.update(same)
+    model.load_state_dict(state, strict=True)
+    return f"init from {folder}: {len(same)} of {len(state)} tensors reused"
 
 
 def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, threads: int,
@@ -133,14 +156,22 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
     model = build_model()
     _no_activation_checkpointing(model)
     config = json.loads(CONFIG_PATH.read_text())
-    cache = build_cache(out / "cache", clips=cfg.clips, seed=cfg.seed,
-                        options=CorpusOptions(mood_tempo_coupling=cfg.mood_tempo_coupling),
+    options = CorpusOptions(mood_tempo_coupling=cfg.mood_tempo_coupling, synth=cfg.synth,
+                            sample_rate=config["sample_rate"])
+    if cfg.synth == "fluidsynth":
+        from steerbridge.engine.demo.fluid import find_fluidsynth
+
+        find_fluidsynth()  # fail now, with how to install it, not after minutes of set-up
+    cache = build_cache(out / "cache", clips=cfg.clips, seed=cfg.seed, options=options,
                         codec=model.pretransform, codec_config=config["model"]["pretransform"], log=log)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     rng = np.random.default_rng(cfg.seed)
     step = 0
+    if cfg.init_from and not resume:
+        log(_init_from(model, Path(cfg.init_from)))
+        ema.load_state_dict(model.state_dict())
     if resume:
         model.load_state_dict(ckpt["model"], strict=True)
         ema.load_state_dict(ckpt["ema"], strict=True)
@@ -173,6 +204,9 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             break
         idx = np.sort(rng.integers(n, size=cfg.batch))
         x0 = torch.from_numpy(np.asarray(cache.latents[idx], dtype=np.float32))
+        if 0 < cfg.crop_frames < x0.shape[-1]:
+            starts = rng.integers(x0.shape[-1] - cfg.crop_frames + 1, size=cfg.batch)
+            x0 = torch.stack([x[:, s:s + cfg.crop_frames] for x, s in zip(x0, starts)])
         texts = [caption(cache.attrs[i], rng=rng) for i in idx]
         t = torch.sigmoid(torch.randn(cfg.batch))  # logit-normal, as upstream's RF default
         noise = torch.randn_like(x0)
@@ -205,11 +239,19 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             save()
             last_ckpt = now
         if now - last_eval > eval_minutes * 60:
-            _eval(ema, cache, step, out, log, pairs=eval_pairs)
+            _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16)
             last_eval, evaluated_at = time.monotonic(), step
     save()
     if evaluated_at != step:
-        _eval(ema, cache, step, out, log, pairs=eval_pairs)
+        _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16)
+
+
+def _crop_frames(seconds: float) -> int:
+    config = json.loads(CONFIG_PATH.read_text())
+    hop = config["model"]["pretransform"]["config"]["hop"]
+    frames = int(round(seconds * config["sample_rate"] / hop))
+    patch = config["model"]["diffusion"]["config"]["patch_size"]
+    return frames - frames % patch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,6 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="total optimiser steps")
     ap.add_argument("--clips", type=int, default=TrainConfig.clips, help="corpus size")
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--batch", type=int, default=TrainConfig.batch)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--synth", choices=("fluidsynth", "procedural"), default=TrainConfig.synth,
+                    help="corpus synthesiser (fluidsynth: General MIDI instruments; needs fluidsynth installed)")
+    ap.add_argument("--crop-seconds", type=float, default=0.0, help="train on random windows this long (0: whole)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (only on CPUs with native bf16)")
+    ap.add_argument("--init-from", default="", help="model folder whose same-shaped weights start training")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--eval-minutes", type=float, default=20.0)
@@ -231,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         ema.load_state_dict(torch.load(args.out / "checkpoint.pt", weights_only=False)["ema"], strict=True)
         print(f"exported {export_model(ema, args.out / 'export') / 1e6:.1f} MB to {args.out / 'export'}")
         return
-    cfg = TrainConfig(seed=args.seed, steps=args.steps, clips=args.clips)
+    cfg = TrainConfig(seed=args.seed, steps=args.steps, clips=args.clips, batch=args.batch, lr=args.lr,
+                      synth=args.synth, init_from=args.init_from, bf16=args.bf16,
+                      crop_frames=_crop_frames(args.crop_seconds))
     train(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
           checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes,
           eval_pairs=args.eval_pairs)

@@ -22,13 +22,24 @@ from steerbridge.engine.evaluation import descriptors
 from steerbridge.engine.extraction.caa import expand_templates
 from steerbridge.engine.runtime.errors import EngineError
 
-__all__ = ["Concept", "CONCEPTS", "get_concept", "DESCRIPTORS", "EXTRACT_BASES", "HELD_OUT_BASES",
-           "NEUTRAL_BASES", "NEUTRAL_HELD_OUT"]
+__all__ = ["Concept", "CONCEPTS", "get_concept", "DESCRIPTORS", "SECOND_OPINIONS", "EXTRACT_BASES",
+           "HELD_OUT_BASES", "NEUTRAL_BASES", "NEUTRAL_HELD_OUT"]
 
 # Base prompts the vectors are extracted from, and held-out ones they are judged on
 # (same vocabulary, different instrument words and nouns: no prompt is reused).
 EXTRACT_BASES: tuple[str, ...] = ("piano loop", "pluck melody", "synth pad tune", "bell song")
 HELD_OUT_BASES: tuple[str, ...] = ("keys track", "harp melody", "strings loop", "chimes tune")
+
+def _lazy(module: str, name: str) -> Callable[[np.ndarray, int], float]:
+    """A descriptor from an optional module, imported on first use (keeps librosa/onnxruntime
+    out of every import of this module)."""
+    def call(audio: np.ndarray, sr: int) -> float:
+        import importlib
+
+        return float(getattr(importlib.import_module(module), name)(audio, sr))
+    call.__name__ = name
+    return call
+
 
 DESCRIPTORS: dict[str, Callable[[np.ndarray, int], float]] = {
     "centroid_hz": descriptors.spectral_centroid,
@@ -37,7 +48,13 @@ DESCRIPTORS: dict[str, Callable[[np.ndarray, int], float]] = {
     "mode_score": descriptors.mode_score,
     "loudness_db": descriptors.loudness_db,
     "sustain": descriptors.sustain,
+    "librosa_tempo": _lazy("steerbridge.engine.evaluation.rhythm", "librosa_tempo"),
+    "transcribed_mode": _lazy("steerbridge.engine.evaluation.transcription", "transcribed_mode"),
+    "note_count": _lazy("steerbridge.engine.evaluation.transcription", "note_count"),
 }
+# Independent second opinions reported beside a concept's own descriptor (the
+# `eval` extra: librosa and basic-pitch); a missing extra skips them, with a note.
+SECOND_OPINIONS: dict[str, tuple[str, ...]] = {"tempo": ("librosa_tempo",), "mood": ("transcribed_mode",)}
 
 # Concepts that name the instrument cannot use bases that already name one.
 NEUTRAL_BASES: tuple[str, ...] = ("loop", "melody", "tune with drums", "song")

@@ -30,6 +30,7 @@ __all__ = [
     "tempo_bpm",
     "sustain",
     "mode_score",
+    "triad_mode",
     "loudness_db",
     "chroma",
 ]
@@ -158,7 +159,11 @@ def chroma(audio: np.ndarray, sr: int) -> np.ndarray:
 
 def mode_score(audio: np.ndarray, sr: int) -> float:
     """Energy-weighted mean over frames of (best major - best minor triad correlation)."""
-    c = chroma(audio, sr)
+    return triad_mode(chroma(audio, sr))
+
+
+def triad_mode(c: np.ndarray) -> float:
+    """:func:`mode_score` of chroma frames [frames, 12] (any non-negative pitch-class weights)."""
     energy = c.sum(axis=1)
     keep = energy > 1e-3 * energy.max() if energy.max() > 0 else np.zeros(len(c), bool)
     if not keep.any():
