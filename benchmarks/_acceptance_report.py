@@ -58,6 +58,22 @@ def markdown(r: dict) -> str:
                       for label in ("unsteered", "steered") if label in sp]),
               (f"{f(sp['passed'])}: <= 0.5 s per 4 s loop ({sp['threads']} torch threads, "
                f"load average {r['load_average']})."), ""]
+    opinions = [[name, op, f(v["rho_mean"]), f(v["shift"], 3)] for name, k in st["knobs"].items()
+                for op, v in k.get("second_opinions", {}).items()]
+    if opinions:
+        lines += ["Independent second opinions on the same renders (librosa tempo estimate, basic-pitch "
+                  "major/minor from note posteriors):", "",
+                  *table(["knob", "descriptor", "mean Spearman rho", "shift (max - min alpha)"], opinions)]
+        gap = st["knobs"].get("mood", {}).get("shift_over_corpus_gap")
+        lines += ([f"Mood shift as a fraction of the corpus' major-minor gap: {f(gap, pct=True)} "
+                   "(target >= 50 %).", ""] if gap is not None else [""])
+    tonal = r.get("tonal")
+    if tonal:
+        lines += ["### Tonal clarity (basic-pitch notes per 4 s clip)", ""]
+        lines += ([f"Skipped: {tonal['skipped']}.", ""] if "skipped" in tonal else [
+            f"Held-out captions: {f(tonal['mean_render'], 1)} notes per render vs {f(tonal['mean_corpus'], 1)} in "
+            f"corpus clips of the same attributes after the codec round trip: ratio {f(tonal['ratio'], pct=True)} "
+            f"(target >= 70 %): {f(tonal['pass'])}.", "", f"![tonal clarity]({tonal['picture']})", ""])
     for name, k in st["knobs"].items():
         if "pictures" in k:
             lines += [f"![{name} sweep]({k['pictures']['sweep']})", f"![{name} curve]({k['pictures']['curve']})", ""]
@@ -70,5 +86,9 @@ def headlines(r: dict) -> list[str]:
     out += [f"steer_{name}_{label}: {f(k[key], 3) if key != 'all_within' else k[key]}"
             for name, k in r["steering"]["knobs"].items() if "rho_mean" in k
             for label, key in (("rho", "rho_mean"), ("relative_shift", "relative_shift"), ("all_within", "all_within"))]
+    out += [f"steer_{name}_{op}_rho: {f(v['rho_mean'], 3)}" for name, k in r["steering"]["knobs"].items()
+            for op, v in k.get("second_opinions", {}).items()]
+    if "ratio" in r.get("tonal", {}):
+        out.append(f"tonal_note_ratio: {r['tonal']['ratio']:.3f}")
     return out + [f"speed_render_s: {r['speed']['render_s']:.3f}",
                   f"speed_realtime_factor: {r['speed']['realtime_factor']:.1f}", f"acceptance_pass: {r['passed']}"]

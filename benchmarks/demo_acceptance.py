@@ -46,6 +46,7 @@ from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _acceptance_report import headlines, markdown  # noqa: E402  (sibling module: the report's text)
+from _tonal import TONAL, tonal_part  # noqa: E402
 
 GATING = ("brightness", "tempo")
 FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
@@ -314,12 +315,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=5, help="timed renders per speed measurement")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; --quick: 1, which on a "
                                                 "busy machine is far faster than threads spin-waiting)")
+    ap.add_argument("--tonal-clips", type=int, default=12, help="held-out captions for tonal clarity (0: skip)")
     ap.add_argument("--skip-follow", action="store_true", help="skip part 1 (prompt following)")
     ap.add_argument("--quick", action="store_true", help="smoke-run sizes: 2 pairs, 40 gap clips, 2 prompts, "
                                                          "1 s steering renders, 1 timed render, 1 thread")
     args = ap.parse_args(argv)
     if args.quick:
-        args.pairs, args.gap_clips, args.prompts = 2, 40, args.prompts[:2]
+        args.pairs, args.gap_clips, args.prompts, args.tonal_clips = 2, 40, args.prompts[:2], 0
         args.seconds, args.repeats, args.threads = 1.0, 1, args.threads or 1
     args.prompts = tuple(args.prompts)
     args.command = shlex.join(["benchmarks/demo_acceptance.py", *(sys.argv[1:] if argv is None else argv)])
@@ -343,8 +345,12 @@ def run(args: argparse.Namespace) -> dict:
         "model": {"source": str(m.source), "fingerprint": m.fingerprint, "demo_family": is_demo_family(m.config)},
         "settings": {k: getattr(preset.model, k) for k in ("steps", "cfg_scale", "sampler", "cfg_mode",
                                                            "start_step", "alpha_units")},
-        "thresholds": {"follow": FOLLOW, "steer": STEER, "speed": SPEED, "gating": GATING}}
+        "thresholds": {"follow": FOLLOW, "steer": STEER, "speed": SPEED, "tonal": TONAL, "gating": GATING}}
     result["follow"] = {"skipped": "--skip-follow"} if args.skip_follow else follow_part(runner, preset, args)
+    if is_demo_family(m.config) and args.tonal_clips:
+        runner.model.detach_steering()
+        result["tonal"] = tonal_part(runner.model.model, clips=args.tonal_clips, steps=preset.model.steps,
+                                     cfg_scale=preset.model.cfg_scale, out=args.out, log=log)
     result["steering"] = steer_part(runner, preset, args)
     failed = {n for n, k in result["steering"]["knobs"].items() if "render failed" in k.get("skipped", "")}
     result["speed"] = speed_part(runner, preset, args, skip=failed)

@@ -48,6 +48,7 @@ class RenderSettings:
     cfg_scale: float = DEFAULT_CFG_SCALE
     sampler: str | None = None  # None: the model family's default
     negative_prompt: str | None = None
+    decoder: str | None = None  # None: the model's own; the demo codec offers "griffin-lim" and "hifigan"
 
     def render_settings(self) -> dict[str, Any]:
         """These fields alone, e.g. to build a ``RenderRequest`` from a job."""

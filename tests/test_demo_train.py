@@ -22,7 +22,7 @@ def test_lr_warms_up_then_decays_by_cosine_to_the_floor() -> None:
 
 @pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    cfg = TrainConfig(clips=24, batch=4, steps=3, warmup=2)
+    cfg = TrainConfig(clips=24, batch=4, steps=3, warmup=2, synth="procedural")  # no FluidSynth needed
     opts = dict(cfg=cfg, minutes=None, threads=1, checkpoint_minutes=60.0, eval_minutes=60.0,
                 eval_pairs=0)
     train(tmp_path / "a", resume=False, **opts)

@@ -136,3 +136,21 @@ def test_fluidsynth_corpus_tempo_and_mode_are_measurable():
     assert np.mean(tempo_ok) >= 0.75
     modes = [(mode_score(c.audio, SR), c.attrs.mode) for c in clips]
     assert np.mean([(m > 0) == (mode == "major") for m, mode in modes]) >= 0.75
+
+
+def test_a_render_request_picks_the_decoder():
+    from steerbridge.engine import RenderRequest, load_model
+    from steerbridge.engine.runtime.errors import EngineError
+
+    model = load_model("demo")
+    codec = model.model.pretransform
+    base = RenderRequest(prompt="piano loop", seed=3, seconds=1.0, steps=2)
+    gl = model.render(base).audio
+    assert np.array_equal(model.render(RenderRequest(**{**base.render_settings(), "decoder": "griffin-lim"})).audio, gl)
+    assert base.cache_key() != RenderRequest(**{**base.render_settings(), "decoder": "hifigan"}).cache_key()
+    assert codec.decoder == "griffin-lim"  # a request never changes the model's default
+    with pytest.raises(EngineError, match="not one of"):
+        model.render(RenderRequest(**{**base.render_settings(), "decoder": "wavenet"}))
+    tiny = load_model("tiny")
+    with pytest.raises(EngineError, match="one fixed decoder"):
+        tiny.render(RenderRequest(prompt="x", seconds=0.5, steps=2, decoder="hifigan"))

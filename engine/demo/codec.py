@@ -101,6 +101,8 @@ def _spread_matrix(fb: torch.Tensor) -> torch.Tensor:
 class MelCodec(sat("pretransforms").Pretransform):  # type: ignore[misc]
     """A stable-audio-tools ``Pretransform``: audio [B, C, N] <-> latents [B, n_bands, N / hop]."""
 
+    decoders = DECODERS  # what a render request may pick (engine/runtime/render.py)
+
     def __init__(self, *, sample_rate: int, n_bands: int = 96, n_fft: int = 1024, hop: int = 250,
                  f_min: float = 30.0, break_hz: float = 250.0, griffin_lim_iters: int = 32,
                  io_channels: int = 1, floor: float = 1e-3, scale: str = "warped", f_max: float | None = None,

@@ -9,6 +9,8 @@ original modules.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -119,11 +121,36 @@ class SteerableModel:
             latents = self.adapter.sample(cond, seed=request.seed, seconds=request.seconds, steps=request.steps,
                                           cfg_scale=request.cfg_scale, sampler=request.sampler, on_step=on_step,
                                           denoiser=self._denoiser)
-            audio = self.adapter.decode(latents, seconds=request.seconds)
+            with _decoder(self.model, request.decoder):
+                audio = self.adapter.decode(latents, seconds=request.seconds)
             out = np.ascontiguousarray(audio.cpu().numpy(), dtype=np.float32)
             if not np.isfinite(out).all():
                 raise EngineError("the render produced NaN/inf audio; lower the steering alpha")
             return Render(out, self.sample_rate, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _decoder(model: tp.Any, name: str | None) -> tp.Iterator[None]:
+    """Decode with ``name`` for one render: the demo codec's ``decoder`` switch (griffin-lim | hifigan).
+
+    Per request, not per model, so a live session can audition both and the
+    render cache keeps them apart (the name is part of the request's key)."""
+    if name is None:
+        yield
+        return
+    codec = getattr(model, "pretransform", None)
+    choices = tuple(getattr(codec, "decoders", ()))
+    if not choices:
+        raise EngineError(f"decoder {name!r}: this model has one fixed decoder (only the demo model's mel codec "
+                          "offers a choice: griffin-lim or hifigan)")
+    if name not in choices:
+        raise EngineError(f"decoder {name!r} is not one of {choices}")
+    before = codec.decoder
+    codec.decoder = name
+    try:
+        yield
+    finally:
+        codec.decoder = before
 
 
 def load_model(source: str | os.PathLike[str], *, device: str = "cpu", backend: str = "torch",
