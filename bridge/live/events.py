@@ -26,7 +26,7 @@ class SessionEvent:
     total: int = 0
     path: Path | None = None  # the WAV written for a loop (wav:DIR output)
     loop_kind: str | None = None  # "exact" | "stop"
-    source: str | None = None  # for errors: render | engine | osc | midi | wav
+    source: str | None = None  # for errors: render | engine | osc | midi | wav | callback | audio
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class SessionStatus:
     cache_mb: float
     osc: str | None
     midi_ports: tuple[str, ...]
+    callback_errors: int = 0  # audio blocks silenced because the mix raised (a bug; reported once per kind)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +61,8 @@ class SessionStatus:
 
 
 def collect_status(*, state: ControlState, sink: Any, player: Any, client: Any, scheduler: Any,
-                   cache_bytes: int, osc: str | None, midi_ports: tuple[str, ...]) -> SessionStatus:
+                   cache_bytes: int, osc: str | None, midi_ports: tuple[str, ...],
+                   callback_errors: int = 0) -> SessionStatus:
     """A session's status from its parts (any of sink, player, client, scheduler may not exist yet)."""
     snap = state.snapshot()
     pstats = player.stats() if player is not None else None
@@ -74,4 +76,4 @@ def collect_status(*, state: ControlState, sink: Any, player: Any, client: Any, 
         engine_alive=bool(cstatus and cstatus.alive), engine_restarts=cstatus.restarts if cstatus else 0,
         renders_queued=cstatus.queued if cstatus else 0,
         renders_done=scheduler.stats().completed if scheduler else 0,
-        cache_mb=round(cache_bytes / 1e6, 1), osc=osc, midi_ports=midi_ports)
+        cache_mb=round(cache_bytes / 1e6, 1), osc=osc, midi_ports=midi_ports, callback_errors=callback_errors)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steerbridge.bridge.audio.guard import CallbackGuard
 from steerbridge.bridge.audio.player import LoopPlayer
 from steerbridge.bridge.audio.sinks import Sink, open_sink
 from steerbridge.bridge.audio.wavfile import slug
@@ -99,6 +100,7 @@ class Session:
         self.cache = LoopCache(max_mb=options.cache_mb)
         self.sink: Sink | None = None
         self.player: LoopPlayer | None = None
+        self.callback: CallbackGuard | None = None  # what the sink's clock calls: the player, guarded
         self.bank: VoiceBank | None = None
         self.scheduler: RenderScheduler | None = None
         self.surfaces = ControlSurfaces(self.state, say=self._say)
@@ -130,6 +132,7 @@ class Session:
             slots = max(o.slots, 2 ** len(self.preset.knobs) + 8)
             self.player = LoopPlayer(rate=self.sink.rate, channels=self.sink.channels,
                                      max_block=max(8192, o.blocksize), slots=slots)
+            self.callback = CallbackGuard(self.player.process)
             self.bank = VoiceBank(rate=self.sink.rate, channels=self.sink.channels)
             self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
             self._mixer.start()
@@ -141,7 +144,7 @@ class Session:
                                 allowed_senders=o.osc_allowed)
             if prerender:
                 self.prerender(timeout=timeout)
-            self.sink.start(self.player.process)
+            self.sink.start(self.callback)
             self.state.set_playing(True, source="session")
             self._housekeeper = threading.Thread(target=self._housekeep, name="steerbridge-housekeeping",
                                                  daemon=True)
@@ -280,7 +283,8 @@ class Session:
     def status(self) -> SessionStatus:
         return collect_status(state=self.state, sink=self.sink, player=self.player, client=self.client,
                               scheduler=self.scheduler, cache_bytes=self.cache.stats().bytes,
-                              osc=self.surfaces.osc_address, midi_ports=self.surfaces.midi_ports)
+                              osc=self.surfaces.osc_address, midi_ports=self.surfaces.midi_ports,
+                              callback_errors=self.callback.errors if self.callback is not None else 0)
 
     def current_loop_audio(self) -> tuple[np.ndarray, int] | None:
         """``([channels, frames] float32, rate)`` of the loudest voice, for a waveform display."""
@@ -363,6 +367,8 @@ class Session:
             if self.player is None or self.sink is None:
                 continue
             self.player.reap()
+            for message in self.callback.take_reports() if self.callback is not None else ():
+                self._error("callback", message)  # once per kind of fault; the stream plays on
             if getattr(self.sink, "lost", False):
                 self._fall_back()
             now = (self.player.stats().underruns, self.sink.xruns)
@@ -377,7 +383,7 @@ class Session:
         assert lost is not None and self.player is not None
         lost.stop()
         sink = open_sink(o.fallback, blocksize=o.blocksize, rate=self.player.rate, log=self._say)
-        sink.start(self.player.process)
+        sink.start(self.callback or self.player.process)
         self.sink = sink
         self._error("audio", f"output device lost ({lost.describe()}); playing to {sink.describe()} now. "
                              "Reconnect it and restart serve (or pick it again in the panel).")
