@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from steerbridge.bridge.audio.wavfile import slug
 from steerbridge.bridge.control.state import ControlState
 
-__all__ = ["SessionEvent", "SessionStatus", "collect_status"]
+__all__ = ["SessionEvent", "SessionStatus", "collect_status", "loop_name"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,13 @@ def collect_status(*, state: ControlState, sink: Any, player: Any, client: Any, 
         renders_queued=cstatus.queued if cstatus else 0,
         renders_done=scheduler.stats().completed if scheduler else 0,
         cache_mb=round(cache_bytes / 1e6, 1), osc=osc, midi_ports=midi_ports, callback_errors=callback_errors)
+
+
+def loop_name(state: ControlState, ready: Any) -> str:
+    """A WAV file name for a delivered loop (``LoopReady``): prompt, seed and each knob's alpha."""
+    # The scheduler only delivers loops of the scene it plans for, which is the
+    # state's scene unless the prompt changed this very moment.
+    snap = state.snapshot()
+    prompt, seed = snap.prompt, snap.seed
+    knobs = "_".join(f"{slug(name, limit=16)}{alpha:+.3f}" for name, alpha in ready.alphas.items())
+    return f"{slug(prompt)}_s{seed}" + (f"_{knobs}" if knobs else "")
