@@ -28,7 +28,7 @@ class SessionOptions:
     grid_limit: int = 64
     swap: str = "boundary"  # new prompt/seed: "boundary" | "now"
     progress: bool = True  # tqdm bar on stderr while pre-rendering
-    slots: int = 16  # player voices per scene (raised to fit 2**knobs corners)
+    slots: int = 16  # player voices per scene: at most 6 sound at once (3 knobs' stops), the rest fade out
     # The GIL is handed between threads every 5 ms by default, so a busy OSC
     # or scheduler thread can hold the audio callback off for a whole block;
     # 1 ms bounds that wait (None leaves the interpreter's setting alone).

@@ -102,9 +102,9 @@ class Session:
         try:
             self.sink = open_sink(o.output, blocksize=o.blocksize, latency=o.latency, hostapi=o.hostapi,
                                   fallback=o.fallback, log=self._say)
-            slots = max(o.slots, 2 ** len(self.preset.knobs) + 8)
+            # Voices per scene do not grow with the knob count (VoiceBank asks for at most 2 * MAX_AXES).
             self.player = LoopPlayer(rate=self.sink.rate, channels=self.sink.channels,
-                                     max_block=max(8192, o.blocksize), slots=slots)
+                                     max_block=max(8192, o.blocksize), slots=o.slots)
             self.callback = CallbackGuard(self.player.process)
             self.bank = VoiceBank(rate=self.sink.rate, channels=self.sink.channels)
             self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
@@ -327,13 +327,13 @@ class Session:
             if bank is None or player is None:
                 return
             snap = self.state.snapshot()
-            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas())
+            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas(), snap.recent())
             if gains:
                 player.set_voices(gains, scene=bank.scene, swap="now" if swap == "now" else "boundary")
 
     def _on_loop(self, ready: LoopReady) -> None:
         assert self.bank is not None and self.sink is not None
-        _, loop, new_scene = self.bank.add(ready)
+        _, loop, new_scene = self.bank.add(ready, self.state.snapshot().preset.knobs)
         swap = (self._swap_next or self.options.swap) if new_scene else "boundary"
         if new_scene:
             self._swap_next = None
