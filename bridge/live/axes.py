@@ -31,7 +31,7 @@ from steerbridge.bridge.audio.loops import equal_power
 from steerbridge.bridge.presets.model import Knob
 
 __all__ = ["MAX_AXES", "Point", "AxisPoint", "point", "stop_index", "neighbours", "axis_plan", "axis_gains",
-           "grid_stops"]
+           "grid_stops", "stop_table"]
 
 MAX_AXES = 3  # knobs interpolated at once: voices mixed <= 2 * MAX_AXES
 _DIGITS = 9  # alphas are rounded to this many decimals in keys (curves make ~1e-16 noise)
@@ -117,39 +117,42 @@ def axis_plan(knobs: Sequence[Knob], values: Sequence[float], alphas: Sequence[f
     return plan
 
 
+def stop_table(knobs: Sequence[Knob]) -> tuple[Point, ...]:
+    """Each knob's stop alphas as points use them (compute once per preset, pass to :func:`axis_gains`)."""
+    return tuple(_stops(k) for k in knobs)
+
+
 def axis_gains(points: Mapping[Point, object], knobs: Sequence[Knob], values: Sequence[float], want: Point,
-               anchor: Point, order: Sequence[int], *, strict: bool = True) -> dict[object, float]:
-    """Voices and gains for knob ``values`` (alphas ``want``) standing at ``anchor``.
+               anchor: Point, order: Sequence[int], stops: Sequence[Point]) -> tuple[dict[object, float], int]:
+    """Voices and gains for knob ``values`` (alphas ``want``) standing at ``anchor``, and how many axes it missed.
 
     Crossfades (equal power) along the :data:`MAX_AXES` knobs in ``order`` whose
     alpha differs from the anchor's; each axis gets a share of the power in
     proportion to how far its knob is from the anchor. ``points`` maps rendered
-    points to loops. Empty when an axis has no loop here and ``strict`` (the
-    caller then tries an older anchor); not strict, such axes are left out.
+    points to loops, ``stops`` is :func:`stop_table` of ``knobs``. An axis with
+    no loop around this anchor is left out and counted as missed (the caller
+    prefers an anchor that misses none).
     """
     moved = [i for i in order if want[i] != anchor[i]][:MAX_AXES]
     if not moved:
         loop = points.get(anchor)
-        return {loop: 1.0} if loop is not None else {}
+        return ({loop: 1.0} if loop is not None else {}), 0
     axes: list[tuple[float, dict[object, float]]] = []
     for i in moved:
         knob = knobs[i]
         low, high, w = knob.bracket(values[i])
         pair: dict[object, float] = {}
         for s, g in zip((low, high), equal_power(w)):
-            loop = points.get(anchor[:i] + (_stops(knob)[s],) + anchor[i + 1:]) if g > 0.0 else None
+            loop = points.get(anchor[:i] + (stops[i][s],) + anchor[i + 1:]) if g > 0.0 else None
             if loop is not None:
                 pair[loop] = g
-        if not pair:
-            if strict:
-                return {}
-            continue
-        norm = math.sqrt(sum(g * g for g in pair.values()))
-        axes.append((abs(values[i] - knob.value_for(anchor[i])), {loop: g / norm for loop, g in pair.items()}))
+        if pair:
+            norm = math.sqrt(sum(g * g for g in pair.values()))
+            axes.append((abs(values[i] - knob.value_for(anchor[i])), {loop: g / norm for loop, g in pair.items()}))
     total = sum(d for d, _ in axes)
     power: dict[object, float] = {}
     for d, pair in axes:
         share = d / total if total > 0 else 1.0 / len(axes)
         for loop, g in pair.items():
             power[loop] = power.get(loop, 0.0) + share * g * g  # the same loop on two axes: powers add
-    return {loop: math.sqrt(p) for loop, p in power.items() if p > 0.0}
+    return {loop: math.sqrt(p) for loop, p in power.items() if p > 0.0}, len(moved) - len(axes)

@@ -12,9 +12,10 @@ player: *for these knob values, which loops at which gains?*
    equal-power crossfade along the (at most :data:`~steerbridge.bridge.live.axes.MAX_AXES`)
    most recently moved knobs (:func:`steerbridge.bridge.live.axes.axis_gains`);
    knobs moved before those sit at that render's alpha until a newer exact
-   render lands;
-3. else the same crossfade standing at the nearest loop there is (in
-   knob-position space), or that loop alone.
+   render lands; when no exact render has stops for a moved knob yet, the
+   newest exact render alone;
+3. with no exact render at all (a scene's first stops), the same crossfade
+   standing at the nearest loop there is (in knob-position space).
 
 So at most ``2 * MAX_AXES`` voices are asked for, whatever the knob count. The
 newest scene is the one of the newest delivered loop: the scheduler only
@@ -31,7 +32,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from steerbridge.bridge.audio.loops import Loop, prepare_loop
-from steerbridge.bridge.live.axes import Point, axis_gains, point, stop_index
+from steerbridge.bridge.live.axes import Point, axis_gains, point, stop_index, stop_table
 from steerbridge.bridge.live.scheduler import LoopReady
 from steerbridge.bridge.presets.model import Knob
 
@@ -44,6 +45,7 @@ class SceneBank:
     knob_names: tuple[str, ...]
     points: OrderedDict[Point, Loop] = field(default_factory=OrderedDict)  # every loop by alpha point, LRU
     exact: OrderedDict[Point, None] = field(default_factory=OrderedDict)  # exact renders' points, oldest first
+    stop_table: tuple[Point, ...] | None = None  # per knob, its stops' alphas (made on first use)
 
     def loops(self) -> list[Loop]:
         return list(self.points.values())
@@ -113,23 +115,35 @@ class VoiceBank:
         want = point(alphas[n] for n in names)
         vals = [float(values[n]) for n in names]
         index = {n: i for i, n in enumerate(names)}
-        order = [index[n] for n in recent if n in index]
+        order = [index[n] for n in recent if n in index] or range(len(names))
+        if bank.stop_table is None or len(bank.stop_table) != len(knobs):
+            bank.stop_table = stop_table(knobs)  # once per scene: hashing Knobs per call costs more than the mix
         with self._lock:
             points = bank.points
             loop = points.get(want)
             if loop is not None:
                 return {loop: 1.0}
-            anchors = [a for a in reversed(bank.exact) if a in points]
-            for strict in (True, False):
-                for anchor in anchors:
-                    found = axis_gains(points, knobs, vals, want, anchor, order or range(len(names)), strict=strict)
-                    if found:
-                        return found
-            # No exact render can serve it (a scene's first loops): stand at the nearest loop instead.
+            # At most keep_exact anchors, each looked at once: the first that serves every moved axis wins,
+            # else the one that serves the most, else the newest exact render alone.
+            best: tuple[dict[Loop, float], int] | None = None
+            for anchor in reversed(bank.exact):
+                if anchor not in points:
+                    continue
+                found, missed = axis_gains(points, knobs, vals, want, anchor, order, bank.stop_table)
+                if found and missed == 0:
+                    return found
+                if found and (best is None or missed < best[1]):
+                    best = (found, missed)
+            if best is not None:
+                return best[0]
+            newest = next((points[a] for a in reversed(bank.exact) if a in points), None)
+            if newest is not None:
+                return {newest: 1.0}
+            # No exact render at all (a scene's first stops): stand at the nearest loop instead (rare).
             near = _nearest(knobs, vals, points)
             if near is None:
                 return {}
-            found = axis_gains(points, knobs, vals, want, near, order or range(len(names)), strict=False)
+            found, _ = axis_gains(points, knobs, vals, want, near, order, bank.stop_table)
             return found or {points[near]: 1.0}
 
 
