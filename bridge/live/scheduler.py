@@ -197,6 +197,10 @@ class RenderScheduler:
             if snap.version != planned_version:
                 plan, planned_version = self._replan(snap), snap.version
             if self._active is None and not self._settling():
+                if time.monotonic() - self._last_change < self._settle_s:
+                    # Forced by settle_max while changes keep arriving: the next forced start waits
+                    # another settle_max, so a long sweep starts (and cancels) ~4 renders/s, not one per message.
+                    self._unsettled_since = time.monotonic()
                 self._advance(plan, snap)
             if self._active is None and snap.version == self._state.version and self._plan_done(plan):
                 self._set_idle(True)
