@@ -120,7 +120,8 @@ def main() -> int:
         p50, p99[count] = np.percentile(costs, 50), np.percentile(costs, 99)
         print(f"{count:2d} knobs: CPU p50 {p50:6.1f} us, p99 {p99[count]:6.1f} us, max {costs.max():7.1f} us; "
               f"wall p50 {np.percentile(walls, 50):6.1f} us, p99 {np.percentile(walls, 99):7.1f} us "
-              f"({args.blocks} blocks; CPU p99 = {100 * p99[count] / period_us:.1f} % of the {period_us:.0f} us period)")
+              f"({args.blocks} blocks; CPU p99 = {100 * p99[count] / period_us:.1f} % "
+              f"of the {period_us:.0f} us period)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall time includes being preempted "
           "by other processes; CPU time is this thread's work)")
     for count in args.knobs:

@@ -175,8 +175,7 @@ class LoopPlayer:
             np.copyto(deck.target, target)
             self._seq += 1
             if self._decks.get(scene) is not deck:
-                replaced = self._decks.get(scene)
-                if replaced is not None:  # fading out or pending: the callback may still drop it
+                if (replaced := self._decks.get(scene)) is not None:  # fading or pending: the callback may drop it
                     self._graveyard.add(replaced, self.blocks)
                 self._decks[scene] = deck
                 self._mail_seq += 1
@@ -234,8 +233,7 @@ class LoopPlayer:
             self._reap_locked(force=force)
 
     def _reap_locked(self, *, force: bool) -> None:
-        # NB: read in the direction decks move (mail -> pending -> cur -> old), so one the
-        # callback moves between two reads is seen at its new place, never missed.
+        # NB: read in the direction decks move (mail -> pending -> cur -> old): one moved meanwhile is still seen.
         mail, pending, cur, old = self._mail, self._pending, self._cur, self._old
         live = {id(d) for d in (mail[1] if mail else None, pending, cur, old) if d is not None}
         for scene, deck in list(self._decks.items()):
