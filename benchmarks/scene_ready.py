@@ -26,6 +26,7 @@ from pathlib import Path
 from _presets import knob_preset
 from pythonosc.udp_client import SimpleUDPClient
 
+from steerbridge.bridge.engine_link.jobs import RenderResult
 from steerbridge.bridge.live.axes import axis_plan
 from steerbridge.bridge.live.session import Session, SessionOptions
 
@@ -42,12 +43,14 @@ def needed(session: Session) -> list[tuple[float, ...]]:
                                         depth="near")]
 
 
-def ready_time(path: Path, *, timeout: float) -> tuple[float, int, int]:
-    """(seconds until ready, renders needed, renders completed meanwhile) for the preset at ``path``."""
+def ready_time(path: Path, *, timeout: float, engine_nice: int | None) -> tuple[float, int, int, float]:
+    """(seconds until ready, renders needed, renders completed meanwhile, mean render s) for the preset."""
     options = SessionOptions(output="null", osc="127.0.0.1:0", midi=None, engine="worker", grid="full",
-                             progress=False)
+                             progress=False, engine_nice=engine_nice)
+    renders: list[float] = []
     with Session(path, options=options, say=lambda msg: print(msg, file=sys.stderr)) as session:
         session.start(prerender=False)
+        session.client.add_listener(lambda e: renders.append(e.render_s) if isinstance(e, RenderResult) else None)
         deadline = time.monotonic() + 300
         while session.bank.latest is None and time.monotonic() < deadline:  # the first scene plays
             time.sleep(0.05)
@@ -59,9 +62,14 @@ def ready_time(path: Path, *, timeout: float) -> tuple[float, int, int]:
         while time.perf_counter() - start < timeout:
             bank = session.bank.latest
             if bank is not None and NEW_PROMPT in bank.scene and all(p in bank.points for p in want):
-                return time.perf_counter() - start, len(want), session.scheduler.stats().completed - done0
+                took = time.perf_counter() - start
+                return took, len(want), session.scheduler.stats().completed - done0, _mean(renders)
             time.sleep(0.01)
-        return float("inf"), len(want), session.scheduler.stats().completed - done0
+        return float("inf"), len(want), session.scheduler.stats().completed - done0, _mean(renders)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def main() -> int:
@@ -70,15 +78,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=None, help="loop length (default: the demo preset's)")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the demo preset's)")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--engine-nice", type=int, default=None,
+                        help="renice the worker (serve's default is 19); default here: leave it at this "
+                             "process's priority, so a shared machine's other jobs do not starve it")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="steerbridge-scene-ready-"))
     results = {}
     for count in args.knobs:
         preset = knob_preset(count, steps=args.steps, seconds=args.seconds, save_to=folder / f"k{count}.toml")
-        seconds, renders, completed = ready_time(preset.path, timeout=args.timeout)
+        seconds, renders, completed, render_s = ready_time(preset.path, timeout=args.timeout,
+                                                           engine_nice=args.engine_nice)
         results[count] = seconds
         print(f"{count:2d} knobs: ready {seconds:6.2f} s after the prompt change; {renders} renders needed "
-              f"(exact + neighbours), {completed} completed meanwhile", flush=True)
+              f"(exact + neighbours), {completed} completed meanwhile; {render_s:.2f} s per render",
+              flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; demo model, loops of "
           f"{args.seconds or 'the preset'} s, {args.steps or 'the preset'} steps")
     for count, seconds in results.items():
