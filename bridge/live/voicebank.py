@@ -38,6 +38,8 @@ from steerbridge.bridge.presets.model import Knob
 
 __all__ = ["SceneBank", "VoiceBank"]
 
+_ANCHORS = 3  # exact renders tried as the point to crossfade from: bounds the work per knob move
+
 
 @dataclass
 class SceneBank:
@@ -123,12 +125,10 @@ class VoiceBank:
             loop = points.get(want)
             if loop is not None:
                 return {loop: 1.0}
-            # At most keep_exact anchors, each looked at once: the first that serves every moved axis wins,
-            # else the one that serves the most, else the newest exact render alone.
+            # The newest few exact renders, each looked at once: the first that serves every moved axis
+            # wins, else the one that serves the most, else the newest exact render alone.
             best: tuple[dict[Loop, float], int] | None = None
-            for anchor in reversed(bank.exact):
-                if anchor not in points:
-                    continue
+            for anchor in [a for a in reversed(bank.exact) if a in points][:_ANCHORS]:
                 found, missed = axis_gains(points, knobs, vals, want, anchor, order, bank.stop_table)
                 if found and missed == 0:
                     return found
