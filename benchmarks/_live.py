@@ -48,9 +48,15 @@ def add_session_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--stops", type=int, default=5)
     parser.add_argument("--in-process", action="store_true", help="render in the audio process (to compare)")
+    parser.add_argument("--knobs", type=int, default=1,
+                        help="knobs in the preset: 1 = mood alone; more = presets/tiny.toml's knobs repeated")
 
 
-def make_preset(folder: Path, *, seconds: float, stops: int, steps: int) -> Path:
+def make_preset(folder: Path, *, seconds: float, stops: int, steps: int, knobs: int = 1) -> Path:
+    if knobs > 1:  # the shipped tiny vectors, repeated under new names (benchmarks/_presets.py)
+        from _presets import knob_preset
+
+        return knob_preset(knobs, base="tiny", steps=steps, seconds=seconds, save_to=folder / "bench.toml").path
     vectors = folder / "vectors" / "tiny"
     vectors.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--source", "tiny", "--concept", "mood",
@@ -62,7 +68,8 @@ def make_preset(folder: Path, *, seconds: float, stops: int, steps: int) -> Path
 
 def start_session(args: argparse.Namespace, *, osc: str = "127.0.0.1:0", grid: str = "full") -> Session:
     folder = Path(tempfile.mkdtemp(prefix="steerbridge-bench-"))
-    preset = make_preset(folder, seconds=args.loop_seconds, stops=args.stops, steps=args.steps)
+    preset = make_preset(folder, seconds=args.loop_seconds, stops=args.stops, steps=args.steps,
+                         knobs=getattr(args, "knobs", 1))
     options = SessionOptions(output=args.output, blocksize=args.blocksize, osc=osc, midi=None, grid=grid,
                              engine="inprocess" if args.in_process else "worker", progress=True)
     session = Session(preset, options=options)

@@ -8,6 +8,7 @@ block whose gains used it (`LoopPlayer.last_heard`). Audible = that plus the
 output's latency (one 256-frame block, 5.3 ms, on JACK at 48 kHz).
 
     .venv/bin/python benchmarks/knob_latency.py [--moves 200] [--output default|null] [--blocksize 256]
+        [--knobs 16]   # a preset with 16 knobs (tiny's repeated); each move turns a random one of them
 
 Headline figures are printed last, one per line, as `name: value`.
 """
@@ -25,12 +26,14 @@ from pythonosc.udp_client import SimpleUDPClient
 
 def measure_moves(session, client: SimpleUDPClient, moves: int) -> list[float]:
     player, rng = session.player, random.Random(1)
+    names = session.preset.knob_names()
     latencies = []
     for _ in range(moves):
         before = player.seq
         value = rng.random()
+        name = rng.choice(names)
         sent = time.perf_counter()
-        client.send_message("/steer/knob/mood", value)
+        client.send_message(f"/steer/knob/{name}", value)
         deadline = sent + 1.0
         while player.seq == before and time.perf_counter() < deadline:
             time.sleep(0.0002)  # sleep, not spin: the audio callback needs the GIL too
@@ -83,6 +86,7 @@ def main() -> int:
     print(f"knob_to_block_ms_p50: {lat['p50']:.2f}")
     print(f"knob_to_block_ms_p95: {lat['p95']:.2f}")
     print(f"knob_to_block_ms_max: {lat['max']:.2f}")
+    print(f"knobs: {len(status.knobs)}")
     print(f"knob_to_audible_ms_p95: {lat['p95'] + status.latency_ms:.2f}")
     if rerender:
         print(f"exact_rerender_s: {min(rerender):.2f} (min of {len(rerender)}; loop {args.loop_seconds} s, "

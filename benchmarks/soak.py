@@ -1,12 +1,15 @@
 """Soak: a simulated set against the live runtime, bounded and self-stopping.
 
 Knob sweeps over OSC (real UDP on 127.0.0.1), knob moves as MIDI messages
-through the MIDI decoding/routing path, prompt changes and preset switches,
-for ``--seconds`` (default 10 minutes), against a real Session: engine worker
-(tiny model), render scheduler, loop cache (``--cache-mb``, LRU), player on
-the null sink's paced clock. Reports underruns (goal 0), render queue depth,
-cache size and RSS growth of the audio process and of the worker (goal:
-bounded).
+made from the loaded preset's own bindings (a soak copy of the demo preset
+with 7-bit CC, a 14-bit CC pair and NRPN all bound) through the MIDI
+decoding/routing path, prompt changes and preset switches, for ``--seconds``
+(default 10 minutes), against a real Session: engine worker (demo model),
+render scheduler, loop cache (``--cache-mb``, LRU), player on the null
+sink's paced clock. Reports underruns (goal 0), render queue depth, cache
+size and RSS growth of the audio process and of the worker (goal: bounded),
+and checks that the state followed the input: every knob ends at the last
+value sent to it (``state_followed_input: 1``).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/soak.py [--seconds 600]
 
@@ -45,7 +48,9 @@ def main() -> int:
         print(f"t={t:6.1f}s rss audio {audio:7.1f} MB, worker {worker:7.1f} MB", file=sys.stderr)
     for line in report.lines():
         print(line)
-    return 0 if report.underruns == 0 and report.worker_restarts == 0 else 1
+    for mismatch in report.knob_mismatches:
+        print(f"state did not follow: {mismatch}", file=sys.stderr)
+    return 0 if report.underruns == 0 and report.worker_restarts == 0 and report.followed else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from PyQt6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PyQt6.QtGui import QWheelEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from steerbridge.bridge.audio.loops import grid_gains  # noqa: E402
+from steerbridge.bridge.audio.loops import equal_power  # noqa: E402
 from steerbridge.bridge.control.midi.router import MidiRouter  # noqa: E402
 from steerbridge.bridge.engine_link.client import InProcessClient  # noqa: E402
 from steerbridge.bridge.engine_link.jobs import JobFailed  # noqa: E402
@@ -147,7 +147,8 @@ def test_panel_shows_one_card_per_knob_and_the_prerendered_loop(panel, qtbot) ->
     assert panel.cards["tempo"].osc_label.text() == "/steer/knob/tempo"
     qtbot.waitUntil(lambda: panel.waveform._view is not None and panel.cards["mood"].light.accessibleDescription()
                     == "heard", timeout=10_000)
-    assert panel.status.progress.value() == panel.status.progress.maximum() == 6  # 3 x 2 alpha stops
+    # the exact render + each knob's two neighbouring stops along its axis (2 * K + 1, not the 3 x 2 grid)
+    assert panel.status.progress.value() == panel.status.progress.maximum() == 5
     assert panel.windowTitle() == "panel.toml — steerbridge"
 
 
@@ -163,7 +164,10 @@ def test_turning_a_knob_sets_the_alpha_crossfades_at_once_then_the_exact_render_
     qtbot.keyClick(card.dial, Qt.Key.Key_PageUp)  # +10 %: 0.5 -> 0.6, between stops 1 (0.5) and 2 (1.0)
     snap = session.state.snapshot()
     assert snap.knobs["mood"].value == 0.6 and snap.knobs["mood"].alpha == mood.alpha_for(0.6)
-    want = grid_gains([mood.bracket(0.6), tempo.bracket(0.5)])  # the crossfade path, before any new render
+    # The crossfade path, before any new render: along mood's axis, tempo at its rendered alpha (0.0, between
+    # its stops), at most 2 * MAX_AXES voices whatever the knob count.
+    low, high = equal_power(mood.bracket(0.6)[2])
+    want = {(1, tempo.alpha_for(0.5)): low, (2, tempo.alpha_for(0.5)): high}
     # The session's mixer thread moves the player's targets a moment after the state changes.
     qtbot.waitUntil(lambda: current() != before, timeout=5_000)
     targets = current()

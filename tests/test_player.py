@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+import weakref
 
 import numpy as np
 import pytest
@@ -199,6 +200,63 @@ def test_callback_allocates_no_buffers():
     finally:
         tracemalloc.stop()
     assert peak - base < 8192, f"process() allocated {peak - base} bytes at peak"
+
+
+class _FreedIn:
+    """Records, for each watched object, whether it was freed inside ``process`` (the callback)."""
+
+    def __init__(self, player: LoopPlayer) -> None:
+        self.in_callback, self.freed = False, []
+        self.player, self._process = player, player.process
+
+    def process(self, out: np.ndarray) -> None:
+        self.in_callback = True
+        try:
+            self._process(out)
+        finally:
+            self.in_callback = False
+
+    def watch(self, obj: object, name: str) -> None:
+        weakref.finalize(obj, lambda: self.freed.append((name, self.in_callback)))
+
+
+def test_callback_frees_nothing_when_a_fading_deck_is_replaced_or_a_fading_loop_evicted():
+    block = 4096  # any per-block temporary would be >= 32 KB here
+    player = LoopPlayer(rate=RATE, max_block=block, fade_s=0.2)  # a swap fade many blocks long
+    spy, out = _FreedIn(player), np.zeros((block, 2), np.float32)
+    a1, a2, a3 = const_loop(1.0, 0.0, 48000), const_loop(0.0, 1.0, 48000), const_loop(0.3, 0.3, 48000)
+    player.set_voices({a1: 1.0}, scene="A")
+    spy.process(out)
+    player.set_voices({const_loop(0.5, 0.5, 24000): 1.0}, scene="B", swap="now")  # A starts fading out
+    spy.process(out)
+    assert player._old is not None and player._old.scene == "A"
+    # Coming back to A while its deck fades out: a fresh deck replaces the fading one in the
+    # player's books; and the voice bank evicts a1 (the test holds the only other reference).
+    player.set_voices({a2: 1.0}, scene="A", swap="now")
+    spy.watch(player._old.target, "fading deck")  # its arrays go when the deck goes
+    spy.watch(a1, "loop of the fading deck")
+    del a1
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(6):  # the fade from A ends in here (the callback lets go of the old deck), then A2 fades in
+            spy.process(out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 8192, f"process() allocated {peak - base} bytes at peak"
+    assert player._cur.scene == "A" and player.gains()[a2] > 0.5
+    player.set_voices({a3: 1.0}, scene="A")  # a2 fades out by gain ...
+    spy.watch(a2, "loop fading by gain")
+    del a2  # ... and the voice bank evicts it meanwhile
+    spy.process(out)
+    player.set_voices({const_loop(0.2, 0.2, 24000): 1.0}, scene="C", swap="now")  # A (with a2) fades out
+    for _ in range(12):
+        spy.process(out)
+        player.reap()  # a control thread reaps between blocks, as the session's housekeeping does
+    assert {name for name, _ in spy.freed} == {"fading deck", "loop of the fading deck", "loop fading by gain"}
+    assert all(not inside for _, inside in spy.freed), f"freed inside the callback: {spy.freed}"
 
 
 def test_bad_voices_are_refused_with_the_fix():

@@ -1,4 +1,5 @@
-"""RenderScheduler with the tiny model: a 1,000-change storm ends on the newest state, renders only that."""
+"""RenderScheduler with the tiny model: a 1,000-change storm ends on the newest state, renders only that;
+plans grow linearly with the knob count."""
 
 from __future__ import annotations
 
@@ -64,19 +65,23 @@ def test_storm_of_1000_changes_renders_only_the_newest_state(short_preset, clien
         sched.stop()
 
 
-def test_plan_order_exact_then_corners_then_grid(short_preset, client) -> None:
+def test_plan_is_linear_in_knobs_exact_then_neighbours_then_axes(short_preset, client) -> None:
     state = ControlState(short_preset)
     sched = RenderScheduler(state, client, LoopCache(max_mb=64), grid="full", grid_limit=100)
     state.set_value("mood", 0.3)  # between stops 1 (0.25) and 2 (0.5) of 5
     plan = sched.plan(state.snapshot())
     assert plan[0].exact and plan[0].stops is None
-    # tempo (3 stops) sits on stop 1 (0.5): its bracket is (1, 2); brightness at 0.0: (0, 1)
-    corners = {p.stops for p in plan[1:9]}
-    assert corners == {(m, t, b) for m in (1, 2) for t in (1, 2) for b in (0, 1)}
-    assert plan[1].stops == (1, 1, 0)  # the nearest corner first
-    assert len(plan) == 1 + 5 * 3 * 3  # the full grid, each point once
+    # the moved knob's neighbours first, along its own axis: tempo stays on stop 1, brightness on stop 0
+    assert [p.stops for p in plan[1:3]] == [(1, 1, 0), (2, 1, 0)]
+    now = state.snapshot().alphas()
+    for p in plan[1:]:  # every other point moves one knob only: axes, never the corners of a grid cell
+        assert sum(1 for name in now if p.alphas[name] != now[name]) == 1
+    brightness = short_preset.knobs[2].stops
+    assert len(plan) == 1 + 5 + (3 - 1) + (brightness - 1)  # 1 + sum(stops) less the stops we sit on
+    assert len({p.key for p in plan}) == len(plan)
     near = RenderScheduler(state, client, LoopCache(max_mb=64), grid="near").plan(state.snapshot())
-    assert [p.key for p in near] == [p.key for p in plan[:9]]
+    # neighbours: mood's two, tempo's two (it sits on stop 1), brightness's one (it sits on stop 0)
+    assert [p.point for p in near] == [p.point for p in plan[:6]]
     sched.stop()
 
 

@@ -74,7 +74,7 @@ def test_missing_device_falls_back_to_wav_with_a_message(session):
 
 def test_prerender_renders_every_stop_writes_wavs_and_reports_progress(session):
     bank = session.bank.latest
-    assert sorted(bank.stops) == [(0,), (1,), (2,)]
+    assert sorted(loop.key for loop in bank.loops()) == [(0,), (1,), (2,)]
     loops = sorted((session.test_folder / "loops").glob("*.wav"))
     assert len(loops) == 3 and all(p.name.startswith("test-loop-with-piano_s7_mood") for p in loops)
     progress = [e for e in session.test_events if e.kind == "progress" and e.message == "prerender"]

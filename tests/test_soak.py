@@ -1,5 +1,6 @@
-"""CI soak (~30 s): the simulated set of bridge/soak.py keeps playing without underruns,
-with a bounded cache and bounded memory. The long version: benchmarks/soak.py."""
+"""CI soak (~30 s): the simulated set of tests/support/soak.py keeps playing without underruns,
+with a bounded cache and bounded memory, and the state follows the MIDI (7-bit, 14-bit, NRPN
+bindings of the loaded preset) and OSC sent. The long version: benchmarks/soak.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def test_thirty_second_soak() -> None:
     assert report.seconds >= 30.0 and report.osc_sent > 2000 and report.midi_sent > 2000
     assert report.prompt_changes == 3 and report.preset_changes == 2
     assert report.state_changes > 1000  # the messages really moved the knobs
+    # ... to where they were sent: each knob's final value is the last one sent to it (OSC or its MIDI binding)
+    assert report.followed and report.knobs_checked >= 3, report.knob_mismatches
     assert report.underruns == 0  # something was always playing
     assert report.worker_restarts == 0 and report.renders_failed == 0
     assert report.renders_completed >= 10  # holds let renders land

@@ -20,9 +20,9 @@ starts at the current deck's loop boundary (or at once) with an equal-power
 crossfade of ``fade_s``.
 
 Objects the callback may still hold a reference to (a replaced loop, a
-finished deck) are never released by it: control keeps them in a graveyard
-until the callback has finished two more blocks, so the callback never frees
-memory either.
+finished deck, a deck replaced while it was fading or pending) are never
+released by it: control parks them in a :class:`Graveyard` until the callback
+can no longer reach them, so the callback never frees memory either.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 
+from steerbridge.bridge.audio.graveyard import Graveyard
 from steerbridge.bridge.audio.loops import Loop, one_pole_coefficient
 
 __all__ = ["LoopPlayer", "PlayerStats"]
@@ -120,7 +121,7 @@ class LoopPlayer:
         self._volume = 1.0  # master volume; play()/stop() fade between 0 and it
         self._playing = True
         self._decks: dict[Hashable, _Deck] = {}
-        self._graveyard: list[tuple[int, object]] = []
+        self._graveyard = Graveyard()
         self.steals = 0
 
     # ------------------------------------------------------------------ control side
@@ -174,6 +175,8 @@ class LoopPlayer:
             np.copyto(deck.target, target)
             self._seq += 1
             if self._decks.get(scene) is not deck:
+                if (replaced := self._decks.get(scene)) is not None:  # fading or pending: the callback may drop it
+                    self._graveyard.add(replaced, self.blocks)
                 self._decks[scene] = deck
                 self._mail_seq += 1
                 # NB: a single attribute store is atomic; the callback takes the
@@ -194,7 +197,7 @@ class LoopPlayer:
             j = min((j for j in range(self.slots) if deck.loops[j] not in wanted), key=lambda j: deck.gain[j])
             self.steals += 1
         if deck.loops[j] is not None:
-            self._graveyard.append((self.blocks, deck.loops[j]))
+            self._graveyard.add(deck.loops[j], self.blocks)
         # NB: a list item store is atomic; the callback sees the old loop or the new one.
         deck.loops[j] = loop
         return j
@@ -230,16 +233,14 @@ class LoopPlayer:
             self._reap_locked(force=force)
 
     def _reap_locked(self, *, force: bool) -> None:
-        live = {id(d) for d in (self._cur, self._old, self._pending) if d is not None}
-        mail = self._mail
-        if mail is not None:
-            live.add(id(mail[1]))
+        # NB: read in the direction decks move (mail -> pending -> cur -> old): one moved meanwhile is still seen.
+        mail, pending, cur, old = self._mail, self._pending, self._cur, self._old
+        live = {id(d) for d in (mail[1] if mail else None, pending, cur, old) if d is not None}
         for scene, deck in list(self._decks.items()):
             if id(deck) not in live:
                 del self._decks[scene]
-                self._graveyard.append((self.blocks, deck))
-        now = self.blocks
-        self._graveyard = [] if force else [(b, o) for b, o in self._graveyard if now - b < 2]
+                self._graveyard.add(deck, self.blocks)
+        self._graveyard.reap(self.blocks, live, force=force)
 
     def stats(self) -> PlayerStats:
         cur = self._cur

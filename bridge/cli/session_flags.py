@@ -60,7 +60,8 @@ def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_re
     p.add_argument("--in-process", action="store_true",
                    help="render in this process instead of a worker (debugging; rendering can cause dropouts)")
     p.add_argument("--grid", choices=("full", "near", "none"), default="full",
-                   help="pre-render every alpha stop (full), only those around the knobs (near), or none")
+                   help="pre-render the stops along each knob's axis from the current point (full), only each "
+                        "knob's two neighbouring stops (near), or none (exact renders only)")
     p.add_argument("--cache-mb", type=float, default=512.0, help="loop cache size (default: %(default)s MB)")
     p.add_argument("--swap", choices=("boundary", "now"), default="boundary",
                    help="a new prompt/seed starts at the loop boundary (default) or at once")

@@ -33,6 +33,7 @@ class KnobState:
     name: str
     value: float  # normalised knob position 0..1
     alpha: float  # steering strength at that position (the knob's curve applied)
+    moved: int = 0  # the state version of its last change (0: not moved since the preset loaded)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class StateSnapshot:
 
     def values(self) -> dict[str, float]:
         return {name: k.value for name, k in self.knobs.items()}
+
+    def recent(self) -> tuple[str, ...]:
+        """Knob names, the most recently moved first (never-moved ones last, in preset order)."""
+        return tuple(sorted(self.knobs, key=lambda n: -self.knobs[n].moved))
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class _Knob:
     spec: Knob
     value: float
     alpha: float
+    moved: int = 0
 
 
 class ControlState:
@@ -95,7 +101,7 @@ class ControlState:
             if self._cached is None:
                 self._cached = StateSnapshot(
                     version=self._version, preset=self._preset,
-                    knobs=MappingProxyType({n: KnobState(n, k.value, k.alpha) for n, k in self._knobs.items()}),
+                    knobs=MappingProxyType({n: KnobState(n, k.value, k.alpha, k.moved) for n, k in self._knobs.items()}),
                     prompt=self._prompt, seed=self._seed, seconds=self._seconds,
                     negative_prompt=self._negative, playing=self._playing, learn_armed=self._learn)
             return self._cached
@@ -200,7 +206,7 @@ class ControlState:
         # Called with the lock held; the caller notifies after releasing it.
         if knob.value == value and knob.alpha == alpha:
             return None  # no version bump: a repeated value must not trigger renders
-        knob.value, knob.alpha = value, alpha
+        knob.value, knob.alpha, knob.moved = value, alpha, self._version + 1
         return self._bump("knob", knob.spec.name, value, alpha, source)
 
     def _set_field(self, kind: str, attr: str, value: object, source: str) -> None:

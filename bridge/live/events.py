@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from steerbridge.bridge.audio.wavfile import slug
 from steerbridge.bridge.control.state import ControlState
 
-__all__ = ["SessionEvent", "SessionStatus", "collect_status"]
+__all__ = ["SessionEvent", "SessionStatus", "collect_status", "loop_name"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SessionEvent:
     total: int = 0
     path: Path | None = None  # the WAV written for a loop (wav:DIR output)
     loop_kind: str | None = None  # "exact" | "stop"
-    source: str | None = None  # for errors: render | engine | osc | midi | wav
+    source: str | None = None  # for errors: render | engine | osc | midi | wav | callback | audio
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SessionStatus:
     cache_mb: float
     osc: str | None
     midi_ports: tuple[str, ...]
+    callback_errors: int = 0  # audio blocks silenced because the mix raised (a bug; reported once per kind)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +62,8 @@ class SessionStatus:
 
 
 def collect_status(*, state: ControlState, sink: Any, player: Any, client: Any, scheduler: Any,
-                   cache_bytes: int, osc: str | None, midi_ports: tuple[str, ...]) -> SessionStatus:
+                   cache_bytes: int, osc: str | None, midi_ports: tuple[str, ...],
+                   callback_errors: int = 0) -> SessionStatus:
     """A session's status from its parts (any of sink, player, client, scheduler may not exist yet)."""
     snap = state.snapshot()
     pstats = player.stats() if player is not None else None
@@ -74,4 +77,14 @@ def collect_status(*, state: ControlState, sink: Any, player: Any, client: Any, 
         engine_alive=bool(cstatus and cstatus.alive), engine_restarts=cstatus.restarts if cstatus else 0,
         renders_queued=cstatus.queued if cstatus else 0,
         renders_done=scheduler.stats().completed if scheduler else 0,
-        cache_mb=round(cache_bytes / 1e6, 1), osc=osc, midi_ports=midi_ports)
+        cache_mb=round(cache_bytes / 1e6, 1), osc=osc, midi_ports=midi_ports, callback_errors=callback_errors)
+
+
+def loop_name(state: ControlState, ready: Any) -> str:
+    """A WAV file name for a delivered loop (``LoopReady``): prompt, seed and each knob's alpha."""
+    # The scheduler only delivers loops of the scene it plans for, which is the
+    # state's scene unless the prompt changed this very moment.
+    snap = state.snapshot()
+    prompt, seed = snap.prompt, snap.seed
+    knobs = "_".join(f"{slug(name, limit=16)}{alpha:+.3f}" for name, alpha in ready.alphas.items())
+    return f"{slug(prompt)}_s{seed}" + (f"_{knobs}" if knobs else "")

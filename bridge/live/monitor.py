@@ -144,24 +144,13 @@ class SessionMonitor:
         return LoopView(id(loop), loop.planar(), loop.rate, position, exact, len(gains))
 
     def stops_progress(self) -> tuple[int, int, bool]:
-        """``(stops rendered, stops planned, busy)`` for the current scene's alpha grid."""
-        s = self.session
-        knobs = s.state.snapshot().preset.knobs
-        grid = s.options.grid
-        total = math.prod(k.stops for k in knobs) if knobs else 0
-        if grid == "near":
-            total = min(total, 2 ** len(knobs))
-        elif grid == "none":
-            total = 0
-        elif grid == "full":
-            total = min(total, 2 ** len(knobs) + s.options.grid_limit)
-        scheduler = s.scheduler
-        busy = scheduler is not None and not scheduler.wait_idle(timeout=0)
+        """``(renders done, renders planned, busy)`` for the current state's pre-render plan."""
+        scheduler = self.session.scheduler
         if scheduler is None:
-            return 0, total, False
-        bank = s.bank.latest if s.bank is not None else None
-        done = len(bank.stops) if bank is not None and bank.knob_names == tuple(k.name for k in knobs) else 0
-        return (min(done, total) if busy else total), total, busy
+            return 0, 0, False
+        done, total = scheduler.progress()
+        busy = not scheduler.wait_idle(timeout=0)
+        return (done if busy else total), total, busy
 
     def engine(self) -> EngineView:
         s = self.session

@@ -6,17 +6,19 @@ from the *newest* snapshot, so a storm of knob changes collapses into one
 plan (latest wins), and the running render is cancelled (between diffusion
 steps) when it is no longer in the plan.
 
-The plan for a snapshot, in order:
+The plan for a snapshot (:func:`steerbridge.bridge.live.axes.axis_plan`), in order:
 
 1. the exact render for the current knob values;
-2. the corners of the alpha-stop grid cell around the current values (for
-   each knob the two stops bracketing its position; ``2**K`` renders for K
-   knobs), nearest corner first: these are what the player crossfades
-   between (see :func:`steerbridge.bridge.audio.loops.grid_gains`);
-3. the rest of the stop grid (every combination of stops), nearest first,
-   at most ``grid_limit`` renders, so later moves land on pre-rendered loops.
+2. for each knob (the most recently moved first) its neighbouring stops along
+   its own axis, every other knob at its current alpha: what the player
+   crossfades between when that knob moves (at most ``2 * K`` renders);
+3. the rest of each knob's axis, nearest stops first, at most ``grid_limit``.
 
-``grid``: ``"full"`` plans all three, ``"near"`` stops after the corners,
+A plan grows linearly with the knob count (never the ``stops ** K`` grid), and
+a replan builds only points: a render's job and cache key (a JSON dump, a hash
+and a stat per vector file) are made when the scheduler first reaches it.
+
+``grid``: ``"full"`` plans all three, ``"near"`` stops after the neighbours,
 ``"none"`` renders only the exact loop. Finished loops go into the cache and
 to ``on_loop`` (on the scheduler's or the client's thread; never audio code).
 A loop is delivered once per scene (prompt, seed, length, preset); the exact
@@ -29,7 +31,6 @@ per message. Stale renders are still cancelled at once.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -40,6 +41,7 @@ from typing import Callable, Mapping
 from steerbridge.bridge.control.state import Change, ControlState, StateSnapshot
 from steerbridge.bridge.engine_link.client import EngineClient, EngineJobError, JobCancelledError, JobOutput, Ticket
 from steerbridge.bridge.engine_link.jobs import RenderJob, render_job_for
+from steerbridge.bridge.live.axes import Point, axis_plan, grid_stops
 from steerbridge.bridge.live.cache import LoopCache, loop_key
 
 __all__ = ["LoopReady", "PlannedRender", "SchedulerStats", "RenderScheduler"]
@@ -71,16 +73,27 @@ class SchedulerStats:
     delivered: int
 
 
-@dataclass(frozen=True)
 class PlannedRender:
-    """One render in a plan: the job, its cache key, and what it is for the player."""
+    """One render in a plan: its point, what it is for the player, and (made on first use) job and cache key."""
 
-    key: str
-    job: RenderJob
-    exact: bool
-    stops: tuple[int, ...] | None
-    alphas: Mapping[str, float]
-    scene: tuple[object, ...]
+    __slots__ = ("point", "exact", "stops", "alphas", "scene", "_make", "_job", "_key")
+
+    def __init__(self, point: Point, exact: bool, stops: tuple[int, ...] | None, alphas: Mapping[str, float],
+                 scene: tuple[object, ...], make: Callable[[Mapping[str, float]], tuple[RenderJob, str]]) -> None:
+        self.point, self.exact, self.stops, self.alphas, self.scene = point, exact, stops, alphas, scene
+        self._make, self._job, self._key = make, None, None
+
+    @property
+    def job(self) -> RenderJob:
+        if self._job is None:
+            self._job, self._key = self._make(self.alphas)
+        return self._job
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            self._job, self._key = self._make(self.alphas)
+        return self._key
 
 
 class RenderScheduler:
@@ -97,7 +110,8 @@ class RenderScheduler:
         self._settle_s, self._settle_max_s, self._priority = settle_s, settle_max_s, priority
         self._wake = threading.Event()
         self._completions: queue.SimpleQueue[tuple[Ticket, PlannedRender]] = queue.SimpleQueue()
-        self._plan_keys: set[str] = set()
+        self._plan: list[PlannedRender] = []
+        self._plan_points: set[Point] = set()
         self._idle = threading.Condition()
         self._is_idle = False
         self._stop = threading.Event()
@@ -105,9 +119,9 @@ class RenderScheduler:
         self._last_change = self._unsettled_since = 0.0
         self._active: tuple[Ticket, PlannedRender] | None = None
         self._scene: tuple[object, ...] | None = None
-        self._delivered: set[str] = set()
-        self._failed: set[str] = set()
-        self._last_exact: str | None = None
+        self._delivered: set[Point] = set()  # of the current scene
+        self._failed: set[Point] = set()
+        self._last_exact: Point | None = None
         self._counts = dict.fromkeys(SchedulerStats.__dataclass_fields__, 0)
         self._remove_listener = state.add_listener(self._on_change)
 
@@ -134,37 +148,33 @@ class RenderScheduler:
         return SchedulerStats(**self._counts)
 
     def plan(self, snap: StateSnapshot) -> list[PlannedRender]:
-        """The ordered render plan for ``snap`` (see the module docstring)."""
+        """The ordered render plan for ``snap`` (see the module docstring); jobs and keys are made lazily."""
         fingerprint = self._client.info.fingerprint if self._client.info else ""
         scene = dict(prompt=snap.prompt, seed=snap.seed, seconds=snap.seconds, negative_prompt=snap.negative_prompt)
         scene_id = _scene_id(snap)
-        knobs = snap.preset.knobs
+        preset, knobs = snap.preset, snap.preset.knobs
+        names = [k.name for k in knobs]
+        alphas, values = snap.alphas(), snap.values()
+        index = {n: i for i, n in enumerate(names)}
+        order = [index[n] for n in snap.recent() if snap.knobs[n].moved]
 
-        def item(alphas: dict[str, float], *, exact: bool, stops: tuple[int, ...] | None) -> PlannedRender:
-            job = render_job_for(snap.preset, alphas, **scene)
-            return PlannedRender(loop_key(job, fingerprint=fingerprint), job, exact, stops, alphas, scene_id)
+        def make(a: Mapping[str, float]) -> tuple[RenderJob, str]:
+            job = render_job_for(preset, dict(a), **scene)
+            return job, loop_key(job, fingerprint=fingerprint)
 
-        items = [item(snap.alphas(), exact=True, stops=None)]
-        if self._grid != "none" and knobs:
-            values = [snap.knobs[k.name].value for k in knobs]
-            brackets = [k.bracket(v) for k, v in zip(knobs, values)]
-            corners = list(itertools.product(*[(lo, hi) for lo, hi, _ in brackets]))
-            ranked = sorted(corners, key=lambda c: _distance(knobs, c, values))
-            if self._grid == "full":
-                rest = itertools.product(*[range(k.stops) for k in knobs])
-                others = sorted((c for c in rest if c not in set(corners)), key=lambda c: _distance(knobs, c, values))
-                ranked += others[: self._grid_limit]
-            for corner in ranked:
-                alphas = {k.name: k.stop_alphas()[i] for k, i in zip(knobs, corner)}
-                items.append(item(alphas, exact=False, stops=corner))
-        unique: dict[str, PlannedRender] = {}
-        for it in items:  # the exact render may sit on a stop: one render, marked both ways
-            if it.key in unique:
-                first = unique[it.key]
-                unique[it.key] = PlannedRender(first.key, first.job, True, it.stops, first.alphas, first.scene)
-            else:
-                unique[it.key] = it
-        return list(unique.values())
+        plan = []
+        for ap in axis_plan(knobs, [values[n] for n in names], [alphas[n] for n in names], order=order,
+                            depth=self._grid, limit=self._grid_limit):
+            a = dict(alphas)  # the real alphas, not the rounded point: the exact job is the state's
+            if ap.axis is not None:
+                a[names[ap.axis]] = knobs[ap.axis].stop_alphas()[ap.stop]
+            plan.append(PlannedRender(ap.alphas, ap.axis is None, grid_stops(knobs, ap.alphas), a, scene_id, make))
+        return plan
+
+    def progress(self) -> tuple[int, int]:
+        """``(renders done, renders planned)`` for the newest plan (done: delivered or failed)."""
+        plan, done = self._plan, self._delivered | self._failed
+        return sum(1 for it in plan if it.point in done), len(plan)
 
     # -- the scheduler thread --------------------------------------------
     def _on_change(self, change: Change) -> None:
@@ -187,6 +197,10 @@ class RenderScheduler:
             if snap.version != planned_version:
                 plan, planned_version = self._replan(snap), snap.version
             if self._active is None and not self._settling():
+                if time.monotonic() - self._last_change < self._settle_s:
+                    # Forced by settle_max while changes keep arriving: the next forced start waits
+                    # another settle_max, so a long sweep starts (and cancels) ~4 renders/s, not one per message.
+                    self._unsettled_since = time.monotonic()
                 self._advance(plan, snap)
             if self._active is None and snap.version == self._state.version and self._plan_done(plan):
                 self._set_idle(True)
@@ -198,15 +212,15 @@ class RenderScheduler:
         if scene != self._scene:
             self._scene, self._delivered, self._failed = scene, set(), set()
         plan = self.plan(snap)
-        self._plan_keys = {it.key for it in plan}
+        self._plan, self._plan_points = plan, {it.point for it in plan}
         active = self._active
-        if active is not None and active[1].key not in self._plan_keys:
+        if active is not None and (active[1].scene != scene or active[1].point not in self._plan_points):
             self._client.cancel(active[0].id)  # lands at the next diffusion step
             self._counts["cancelled"] += 1
             self._active = None
         exact = plan[0]
-        if exact.key != self._last_exact:
-            self._delivered.discard(exact.key)  # the exact loop is re-announced when it becomes current
+        if exact.point != self._last_exact:
+            self._delivered.discard(exact.point)  # the exact loop is re-announced when it becomes current
         return plan
 
     def _settling(self) -> bool:
@@ -216,7 +230,7 @@ class RenderScheduler:
     def _advance(self, plan: list[PlannedRender], snap: StateSnapshot) -> None:
         """Deliver what the cache has, then submit the first missing render."""
         for it in plan:
-            if it.key in self._failed or it.key in self._delivered:
+            if it.point in self._failed or it.point in self._delivered:
                 continue
             cached = self.cache.get(it.key)
             if cached is not None:
@@ -234,7 +248,7 @@ class RenderScheduler:
     def _plan_done(self, plan: list[PlannedRender]) -> bool:
         # Delivered counts as done even if evicted since: a cache too small for
         # the plan must not make the scheduler re-render forever.
-        return all(it.key in self._failed or it.key in self._delivered for it in plan)
+        return all(it.point in self._failed or it.point in self._delivered for it in plan)
 
     def _finish(self, ticket: Ticket, item: PlannedRender) -> None:
         if self._active is not None and self._active[0] is ticket:
@@ -245,7 +259,8 @@ class RenderScheduler:
             return
         except EngineJobError as exc:
             self._counts["failed"] += 1
-            self._failed.add(item.key)
+            if item.scene == self._scene:
+                self._failed.add(item.point)
             log.warning("render failed: %s", exc)
             if self._on_error is not None:
                 self._on_error(str(exc))
@@ -257,14 +272,14 @@ class RenderScheduler:
         stored = self.cache.put(item.key, result.audio, result.sample_rate)
         # A render that finished although it went stale is kept in the cache,
         # but only announced if it still belongs to the current plan.
-        if item.scene == self._scene and item.key in self._plan_keys and item.key not in self._delivered:
+        if item.scene == self._scene and item.point in self._plan_points and item.point not in self._delivered:
             audio = stored.audio if stored is not None else result.audio
             self._deliver(item, audio, result.sample_rate, self._state.version, from_cache=False)
 
     def _deliver(self, item: PlannedRender, audio: object, rate: int, version: int, *, from_cache: bool) -> None:
-        self._delivered.add(item.key)
+        self._delivered.add(item.point)
         if item.exact:
-            self._last_exact = item.key
+            self._last_exact = item.point
         self._counts["delivered"] += 1
         if self._on_loop is not None:
             ready = LoopReady(item.key, item.exact, item.stops, item.alphas, item.scene, version,
@@ -288,7 +303,3 @@ def _scene_id(snap: StateSnapshot) -> tuple[object, ...]:
                    k.orthogonalize_against, k.one_to_all) for k in snap.preset.knobs)
     return (str(snap.preset.path), snap.preset.model, knobs, snap.prompt, snap.seed, snap.seconds,
             snap.negative_prompt)
-
-
-def _distance(knobs: tuple, corner: tuple[int, ...], values: list[float]) -> float:
-    return sum((i / (k.stops - 1) - v) ** 2 for k, i, v in zip(knobs, corner, values))

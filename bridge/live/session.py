@@ -28,21 +28,22 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from steerbridge.bridge.audio.guard import CallbackGuard
 from steerbridge.bridge.audio.player import LoopPlayer
 from steerbridge.bridge.audio.sinks import Sink, open_sink
-from steerbridge.bridge.audio.wavfile import slug
 from steerbridge.bridge.control.state import Change, ControlState
-from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
+from steerbridge.bridge.engine_link.client import EngineClient
 from steerbridge.bridge.engine_link.jobs import Progress, WorkerEvent
 from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, restore
 from steerbridge.bridge.live.cache import LoopCache
-from steerbridge.bridge.live.events import SessionEvent, SessionStatus, collect_status
-from steerbridge.bridge.live.progress import PrerenderProgress, lower_priority
+from steerbridge.bridge.live.events import SessionEvent, SessionStatus, collect_status, loop_name
+from steerbridge.bridge.live.lifecycle import PresetSwitcher, close_client, engine_key, start_client
+from steerbridge.bridge.live.options import SessionOptions
+from steerbridge.bridge.live.progress import PrerenderProgress
 from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
 from steerbridge.bridge.live.surfaces import ControlSurfaces, parse_host_port
 from steerbridge.bridge.live.voicebank import VoiceBank
@@ -54,51 +55,25 @@ log = logging.getLogger(__name__)
 Listener = Callable[[SessionEvent], None]
 
 
-@dataclass(frozen=True)
-class SessionOptions:
-    output: str = "default"  # "default" | device name or index | "wav:DIR" | "null"
-    fallback: str = "null"  # where to play when the output cannot be opened
-    blocksize: int = 256
-    latency: float | str | None = None  # seconds, or PortAudio's "low"/"high"
-    hostapi: str = "auto"  # "auto" (JACK when listed) | "jack" | part of a host API name
-    osc: str | None = "127.0.0.1:9000"  # None: no OSC server
-    osc_allow_remote: bool = False  # listening beyond loopback needs this AND osc_allowed
-    osc_allowed: tuple[str, ...] = ()  # sender addresses or networks allowed when remote
-    # Live-state autosave: None (off: library use, tests), "default" (beside the preset;
-    # what `serve` uses) or a path.
-    autosave: str | None = None
-    autosave_every_s: float = 2.0
-    midi: tuple[str, ...] | None = ()  # (): every input port + the virtual port; None: no MIDI
-    engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools)
-    cache_mb: float = 512.0
-    grid: str = "full"  # scheduler grid: "full" | "near" | "none"
-    grid_limit: int = 64
-    swap: str = "boundary"  # new prompt/seed: "boundary" | "now"
-    progress: bool = True  # tqdm bar on stderr while pre-rendering
-    slots: int = 16  # player voices per scene (raised to fit 2**knobs corners)
-    # The GIL is handed between threads every 5 ms by default, so a busy OSC
-    # or scheduler thread can hold the audio callback off for a whole block;
-    # 1 ms bounds that wait (None leaves the interpreter's setting alone).
-    switch_interval_s: float | None = 0.001
-    # Measured here: a rendering worker at the audio process's priority caused
-    # ~200 xruns per 8 s on JACK (non-real-time); at nice 19, ~80. None: leave it.
-    engine_nice: int | None = 19
-
-
 class Session:
     """Everything `steerbridge serve` runs; :meth:`start` it, :meth:`close` it (or use ``with``)."""
 
     def __init__(self, preset: Preset | str | os.PathLike[str], *, options: SessionOptions = SessionOptions(),
-                 client: EngineClient | None = None, say: Callable[[str], None] | None = None) -> None:
+                 client: EngineClient | None = None, say: Callable[[str], None] | None = None,
+                 engine_factory: Callable[[Preset], EngineClient] | None = None) -> None:
         self.preset = preset if isinstance(preset, Preset) else load_preset(preset)
         self.options = options
         self._say = say or (lambda msg: print(msg, file=sys.stderr))
         self._given_client = client
         self.client: EngineClient | None = client
+        self._engine_factory = engine_factory  # an unstarted client for a preset (default: options.engine)
+        self._switcher: PresetSwitcher[Preset, EngineClient] | None = None
+        self.engine_phase: tuple[str, str] = ("idle", "")  # loading | ready | error, and the model or reason
         self.state = ControlState(self.preset)
         self.cache = LoopCache(max_mb=options.cache_mb)
         self.sink: Sink | None = None
         self.player: LoopPlayer | None = None
+        self.callback: CallbackGuard | None = None  # what the sink's clock calls: the player, guarded
         self.bank: VoiceBank | None = None
         self.scheduler: RenderScheduler | None = None
         self.surfaces = ControlSurfaces(self.state, say=self._say)
@@ -127,13 +102,17 @@ class Session:
         try:
             self.sink = open_sink(o.output, blocksize=o.blocksize, latency=o.latency, hostapi=o.hostapi,
                                   fallback=o.fallback, log=self._say)
-            slots = max(o.slots, 2 ** len(self.preset.knobs) + 8)
+            # Voices per scene do not grow with the knob count (VoiceBank asks for at most 2 * MAX_AXES).
             self.player = LoopPlayer(rate=self.sink.rate, channels=self.sink.channels,
-                                     max_block=max(8192, o.blocksize), slots=slots)
+                                     max_block=max(8192, o.blocksize), slots=o.slots)
+            self.callback = CallbackGuard(self.player.process)
             self.bank = VoiceBank(rate=self.sink.rate, channels=self.sink.channels)
             self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
             self._mixer.start()
             self._start_engine(self.preset)
+            self._switcher = PresetSwitcher(engine_key=engine_key, current_key=lambda: engine_key(self.preset),
+                                            make=self._make_client, apply=self._switch_to, close=close_client,
+                                            on_phase=self._engine_phase)
             self._remove_state_listener = self.state.add_listener(self._on_change)
             self._start_autosave()
             self.surfaces.start(osc=o.osc, midi=o.midi, presets_dir=self.preset.base_dir,
@@ -141,7 +120,7 @@ class Session:
                                 allowed_senders=o.osc_allowed)
             if prerender:
                 self.prerender(timeout=timeout)
-            self.sink.start(self.player.process)
+            self.sink.start(self.callback)
             self.state.set_playing(True, source="session")
             self._housekeeper = threading.Thread(target=self._housekeep, name="steerbridge-housekeeping",
                                                  daemon=True)
@@ -163,17 +142,20 @@ class Session:
             self._say(f"restored the live state saved at {target}")
         self._autosaver = Autosaver(self.state, target, every_s=self.options.autosave_every_s).start()
 
+    def _make_client(self, preset: Preset) -> EngineClient:
+        """Start an engine for ``preset`` (blocking: the model loads); at start-up or on the switcher's thread."""
+        self._emit(SessionEvent("status", f"loading model {preset.model_source()!r} ..."))
+        return start_client(preset, self.options, self._engine_factory)
+
     def _start_engine(self, preset: Preset) -> None:
         if self.client is None:
-            kind = InProcessClient if self.options.engine == "inprocess" else WorkerClient
-            if self.options.engine not in ("worker", "inprocess"):
-                raise ValueError(f"engine={self.options.engine!r}; use 'worker' or 'inprocess'")
-            self.client = kind(preset.model_source(), device=preset.model.device, backend=preset.model.backend)
-            self._emit(SessionEvent("status", f"loading model {preset.model_source()!r} ..."))
-            self.client.start()
-            pid = getattr(self.client, "pid", None)
-            if pid is not None and self.options.engine_nice is not None:
-                lower_priority(pid, self.options.engine_nice)
+            self._engine_phase("loading", preset.model_source())
+            self.client = self._make_client(preset)
+        self._engine_phase("ready", preset.model_source())
+        self._attach_engine()
+
+    def _attach_engine(self) -> None:
+        assert self.client is not None
         self._remove_client_listener = self.client.add_listener(self._on_engine_event)
         o = self.options
         self.scheduler = RenderScheduler(self.state, self.client, self.cache, on_loop=self._on_loop,
@@ -182,15 +164,43 @@ class Session:
         self.scheduler.start()
 
     def _stop_engine(self) -> None:
+        if self._switcher is not None:
+            self._switcher.close()
+            self._switcher = None
+        self._detach_engine()
+        if self.client is not None and self.client is not self._given_client:
+            self.client.close()
+            self.client = None
+
+    def _detach_engine(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
         if self._remove_client_listener is not None:
             self._remove_client_listener()
             self._remove_client_listener = None
-        if self.client is not None and self.client is not self._given_client:
-            self.client.close()
-            self.client = None
+
+    def _switch_to(self, preset: Preset, client: EngineClient | None) -> None:
+        """The switcher's commit: the new preset, on a new engine (``client``) or the current one."""
+        self.preset = preset
+        if client is None:
+            self.state.load_preset(preset, source="session")
+            return
+        old = self.client
+        self._detach_engine()  # the player keeps playing the old scene until the new one's first loop lands
+        self.client = client
+        self.state.load_preset(preset, source="session")
+        self._attach_engine()
+        if old is not None and old is not self._given_client:
+            old.close()
+
+    def _engine_phase(self, phase: str, detail: str) -> None:
+        self.engine_phase = (phase, detail)
+        self.surfaces.notify_engine(phase, detail)
+        if phase == "error":
+            self._error("engine", f"the new model did not load ({detail}); the old one keeps playing")
+        else:
+            self._emit(SessionEvent("status", f"engine {phase}: {detail}"))
 
     def prerender(self, *, timeout: float | None = None) -> bool:
         """Block until the plan for the current state is rendered; a tqdm bar shows it."""
@@ -253,20 +263,22 @@ class Session:
         self.state.set_playing(False, source="session")
 
     def load_preset(self, preset: Preset | str | os.PathLike[str]) -> None:
-        """Switch preset; a different model source restarts the engine (blocking while it loads)."""
+        """Switch preset without blocking: on the same model at once; a different model loads in the
+        background while the old one keeps playing (:attr:`engine_phase`: loading -> ready, or error).
+        A newer request supersedes one still loading."""
         new = preset if isinstance(preset, Preset) else load_preset(preset)
-        engine_changed = ((new.model_source(), new.model.device, new.model.backend)
-                          != (self.preset.model_source(), self.preset.model.device, self.preset.model.backend))
-        if engine_changed and self._given_client is not None:
+        if engine_key(new) != engine_key(self.preset) and self._given_client is not None:
             raise ValueError(f"preset {new.path} needs model {new.model_source()!r}, but this session was given "
                              "an engine client for another model; start a new session for it")
-        self.preset = new
-        if engine_changed and self._started:
-            self._stop_engine()
+        if self._switcher is not None:
+            self._switcher.request(new)
+        else:  # not started (or closed): nothing runs yet
+            self.preset = new
             self.state.load_preset(new, source="session")
-            self._start_engine(new)
-        else:
-            self.state.load_preset(new, source="session")
+
+    def wait_preset(self, timeout: float | None = None) -> bool:
+        """Wait until preset requests (and model loads) in flight are done; False on timeout."""
+        return self._switcher is None or self._switcher.wait_idle(timeout)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for progress/loop/error/status events; returns a remover."""
@@ -280,7 +292,8 @@ class Session:
     def status(self) -> SessionStatus:
         return collect_status(state=self.state, sink=self.sink, player=self.player, client=self.client,
                               scheduler=self.scheduler, cache_bytes=self.cache.stats().bytes,
-                              osc=self.surfaces.osc_address, midi_ports=self.surfaces.midi_ports)
+                              osc=self.surfaces.osc_address, midi_ports=self.surfaces.midi_ports,
+                              callback_errors=self.callback.errors if self.callback is not None else 0)
 
     def current_loop_audio(self) -> tuple[np.ndarray, int] | None:
         """``([channels, frames] float32, rate)`` of the loudest voice, for a waveform display."""
@@ -314,13 +327,13 @@ class Session:
             if bank is None or player is None:
                 return
             snap = self.state.snapshot()
-            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas())
+            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas(), snap.recent())
             if gains:
                 player.set_voices(gains, scene=bank.scene, swap="now" if swap == "now" else "boundary")
 
     def _on_loop(self, ready: LoopReady) -> None:
         assert self.bank is not None and self.sink is not None
-        _, loop, new_scene = self.bank.add(ready)
+        _, loop, new_scene = self.bank.add(ready, self.state.snapshot().preset.knobs)
         swap = (self._swap_next or self.options.swap) if new_scene else "boundary"
         if new_scene:
             self._swap_next = None
@@ -328,7 +341,7 @@ class Session:
         kind = "exact" if ready.exact else "stop"
         path: Path | None = None
         try:
-            path = self.sink.loop_ready(loop, name=_loop_name(self.state, ready))
+            path = self.sink.loop_ready(loop, name=loop_name(self.state, ready))
         except OSError as exc:
             self._error("wav", f"could not write the loop WAV: {exc}; check the --output wav:DIR folder")
         if path is not None:
@@ -363,6 +376,8 @@ class Session:
             if self.player is None or self.sink is None:
                 continue
             self.player.reap()
+            for message in self.callback.take_reports() if self.callback is not None else ():
+                self._error("callback", message)  # once per kind of fault; the stream plays on
             if getattr(self.sink, "lost", False):
                 self._fall_back()
             now = (self.player.stats().underruns, self.sink.xruns)
@@ -377,16 +392,7 @@ class Session:
         assert lost is not None and self.player is not None
         lost.stop()
         sink = open_sink(o.fallback, blocksize=o.blocksize, rate=self.player.rate, log=self._say)
-        sink.start(self.player.process)
+        sink.start(self.callback or self.player.process)
         self.sink = sink
         self._error("audio", f"output device lost ({lost.describe()}); playing to {sink.describe()} now. "
                              "Reconnect it and restart serve (or pick it again in the panel).")
-
-
-def _loop_name(state: ControlState, ready: LoopReady) -> str:
-    # The scheduler only delivers loops of the scene it plans for, which is the
-    # state's scene unless the prompt changed this very moment.
-    snap = state.snapshot()
-    prompt, seed = snap.prompt, snap.seed
-    knobs = "_".join(f"{slug(name, limit=16)}{alpha:+.3f}" for name, alpha in ready.alphas.items())
-    return f"{slug(prompt)}_s{seed}" + (f"_{knobs}" if knobs else "")

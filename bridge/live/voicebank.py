@@ -1,18 +1,24 @@
 """VoiceBank: the rendered loops of each scene, and which of them to hear.
 
 The scheduler delivers loops (:class:`steerbridge.bridge.live.scheduler.LoopReady`) one by one:
-grid points (a stop index per knob) and exact renders (the knob values of the
-moment). The bank resamples each to the device rate once (soxr, on the
-delivering thread, never in the audio callback) and answers one question for
-the player: *for these knob values, which loops at which gains?*
+exact renders (the knob values of the moment) and stops along each knob's axis
+around them (:mod:`steerbridge.bridge.live.axes`). The bank resamples each to
+the device rate once (soxr, on the delivering thread, never in the audio
+callback), files it under its alpha point, and answers one question for the
+player: *for these knob values, which loops at which gains?*
 
-1. an exact render at exactly these alphas: that loop alone;
-2. else the corners of the stop-grid cell around the values with equal-power
-   gains (:func:`steerbridge.bridge.audio.loops.grid_gains`); corners not rendered yet are left
-   out and the rest rescaled to unit power;
-3. else the nearest loop there is (in knob-position space), at gain 1.
+1. a loop rendered at exactly these alphas: that loop alone;
+2. else, standing at the newest exact render that can serve the move, an
+   equal-power crossfade along the (at most :data:`~steerbridge.bridge.live.axes.MAX_AXES`)
+   most recently moved knobs (:func:`steerbridge.bridge.live.axes.axis_gains`);
+   knobs moved before those sit at that render's alpha until a newer exact
+   render lands; when no exact render has stops for a moved knob yet, the
+   newest exact render alone;
+3. with no exact render at all (a scene's first stops), the same crossfade
+   standing at the nearest loop there is (in knob-position space).
 
-The newest scene is the one of the newest delivered loop: the scheduler only
+So at most ``2 * MAX_AXES`` voices are asked for, whatever the knob count. The
+newest scene is the one of the newest delivered loop: the scheduler only
 delivers loops of its current scene, so a new prompt takes over when its
 first loop lands (the old one keeps playing until then).
 """
@@ -25,36 +31,40 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from steerbridge.bridge.audio.loops import Loop, grid_gains, prepare_loop
+from steerbridge.bridge.audio.loops import Loop, prepare_loop
+from steerbridge.bridge.live.axes import Point, axis_gains, point, stop_index, stop_table
 from steerbridge.bridge.live.scheduler import LoopReady
 from steerbridge.bridge.presets.model import Knob
 
 __all__ = ["SceneBank", "VoiceBank"]
 
-_SAME_ALPHA = 1e-9
+_ANCHORS = 3  # exact renders tried as the point to crossfade from: bounds the work per knob move
 
 
 @dataclass
 class SceneBank:
     scene: Hashable
     knob_names: tuple[str, ...]
-    stops: dict[tuple[int, ...], Loop] = field(default_factory=dict)
-    exact: OrderedDict[tuple[float, ...], Loop] = field(default_factory=OrderedDict)  # oldest first
+    points: OrderedDict[Point, Loop] = field(default_factory=OrderedDict)  # every loop by alpha point, LRU
+    exact: OrderedDict[Point, None] = field(default_factory=OrderedDict)  # exact renders' points, oldest first
+    stop_table: tuple[Point, ...] | None = None  # per knob, its stops' alphas (made on first use)
 
     def loops(self) -> list[Loop]:
-        return [*self.stops.values(), *self.exact.values()]
+        return list(self.points.values())
 
 
 class VoiceBank:
     """Thread-safe: loops are added on the scheduler's thread, gains asked on control threads.
 
-    ``keep_exact``: exact renders kept per scene (a knob sweep makes many);
+    ``keep_points``: loops kept per scene (the least recently delivered go first);
+    ``keep_exact``: exact renders remembered as anchors per scene;
     ``keep_scenes``: scenes kept (the playing one and the one before it).
     """
 
-    def __init__(self, *, rate: int, channels: int = 2, keep_exact: int = 8, keep_scenes: int = 2) -> None:
+    def __init__(self, *, rate: int, channels: int = 2, keep_points: int = 96, keep_exact: int = 8,
+                 keep_scenes: int = 2) -> None:
         self.rate, self.channels = rate, channels
-        self._keep_exact, self._keep_scenes = keep_exact, keep_scenes
+        self._keep_points, self._keep_exact, self._keep_scenes = keep_points, keep_exact, keep_scenes
         self._scenes: OrderedDict[Hashable, SceneBank] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -63,12 +73,18 @@ class VoiceBank:
         with self._lock:
             return next(reversed(self._scenes.values()), None)
 
-    def add(self, ready: LoopReady) -> tuple[SceneBank, Loop, bool]:
-        """Resample and store a delivered loop; returns (its scene, the loop, new scene?)."""
+    def add(self, ready: LoopReady, knobs: Sequence[Knob] = ()) -> tuple[SceneBank, Loop, bool]:
+        """Resample and store a delivered loop; returns (its scene, the loop, new scene?).
+
+        ``knobs`` (the preset's, in order) let the loop's key name its stops:
+        per knob the stop index where the alpha is a stop, else the alpha.
+        """
         names = tuple(ready.alphas)
-        alphas = tuple(float(ready.alphas[n]) for n in names)
+        at = point(ready.alphas[n] for n in names)
+        by_name = {k.name: k for k in knobs}
+        key = tuple(_key_item(by_name.get(n), float(ready.alphas[n])) for n in names)
         loop = prepare_loop(ready.audio, source_rate=ready.sample_rate, rate=self.rate, channels=self.channels,
-                            key=ready.stops if ready.stops is not None else alphas)
+                            key=key)
         with self._lock:
             bank = self._scenes.get(ready.scene)
             is_new = bank is None or bank.knob_names != names
@@ -78,43 +94,68 @@ class VoiceBank:
             self._scenes[ready.scene] = bank  # (re)inserted last: the newest scene
             while len(self._scenes) > self._keep_scenes:
                 self._scenes.popitem(last=False)
-            if ready.stops is not None:
-                bank.stops[ready.stops] = loop
+            bank.points.pop(at, None)
+            bank.points[at] = loop
+            while len(bank.points) > self._keep_points:
+                bank.points.popitem(last=False)  # the player keeps what it plays until its graveyard lets go
             if ready.exact:
-                bank.exact.pop(alphas, None)
-                bank.exact[alphas] = loop
+                bank.exact.pop(at, None)
+                bank.exact[at] = None
                 while len(bank.exact) > self._keep_exact:
                     bank.exact.popitem(last=False)
         return bank, loop, is_new
 
     def gains(self, bank: SceneBank, knobs: Sequence[Knob], values: Mapping[str, float],
-              alphas: Mapping[str, float]) -> dict[Loop, float]:
-        """Loops and gains for knob ``values`` (0..1) / ``alphas`` (see the module docstring)."""
-        if tuple(k.name for k in knobs) != bank.knob_names:
-            return {}  # another preset's knobs: nothing here maps onto them
-        with self._lock:
-            stops, exact = dict(bank.stops), list(bank.exact.items())
-        want = tuple(float(alphas[k.name]) for k in knobs)
-        for key, loop in reversed(exact):
-            if all(abs(a - b) <= _SAME_ALPHA * max(1.0, abs(b)) for a, b in zip(key, want)):
-                return {loop: 1.0}
-        corners = grid_gains([k.bracket(values[k.name]) for k in knobs])
-        have = {stops[c]: g for c, g in corners.items() if c in stops}
-        if have:
-            scale = 1.0 / math.sqrt(sum(g * g for g in have.values()))
-            return {loop: g * scale for loop, g in have.items()}
-        nearest = self._nearest(knobs, values, stops, exact)
-        return {nearest: 1.0} if nearest is not None else {}
+              alphas: Mapping[str, float], recent: Sequence[str] = ()) -> dict[Loop, float]:
+        """Loops and gains for knob ``values`` (0..1) / ``alphas`` (see the module docstring).
 
-    @staticmethod
-    def _nearest(knobs: Sequence[Knob], values: Mapping[str, float], stops: dict[tuple[int, ...], Loop],
-                 exact: list[tuple[tuple[float, ...], Loop]]) -> Loop | None:
-        want = [values[k.name] for k in knobs]
-        candidates: list[tuple[float, Loop]] = []
-        for corner, loop in stops.items():
-            pos = [i / (k.stops - 1) for k, i in zip(knobs, corner)]
-            candidates.append((sum((p - w) ** 2 for p, w in zip(pos, want)), loop))
-        for key, loop in exact:
-            pos = [k.value_for(a) for k, a in zip(knobs, key)]
-            candidates.append((sum((p - w) ** 2 for p, w in zip(pos, want)), loop))
-        return min(candidates, key=lambda c: c[0])[1] if candidates else None
+        ``recent``: knob names, the most recently moved first (``StateSnapshot.recent()``).
+        """
+        names = tuple(k.name for k in knobs)
+        if names != bank.knob_names:
+            return {}  # another preset's knobs: nothing here maps onto them
+        want = point(alphas[n] for n in names)
+        vals = [float(values[n]) for n in names]
+        index = {n: i for i, n in enumerate(names)}
+        order = [index[n] for n in recent if n in index] or range(len(names))
+        if bank.stop_table is None or len(bank.stop_table) != len(knobs):
+            bank.stop_table = stop_table(knobs)  # once per scene: hashing Knobs per call costs more than the mix
+        with self._lock:
+            points = bank.points
+            loop = points.get(want)
+            if loop is not None:
+                return {loop: 1.0}
+            # The newest few exact renders, each looked at once: the first that serves every moved axis
+            # wins, else the one that serves the most, else the newest exact render alone.
+            best: tuple[dict[Loop, float], int] | None = None
+            for anchor in [a for a in reversed(bank.exact) if a in points][:_ANCHORS]:
+                found, missed = axis_gains(points, knobs, vals, want, anchor, order, bank.stop_table)
+                if found and missed == 0:
+                    return found
+                if found and (best is None or missed < best[1]):
+                    best = (found, missed)
+            if best is not None:
+                return best[0]
+            newest = next((points[a] for a in reversed(bank.exact) if a in points), None)
+            if newest is not None:
+                return {newest: 1.0}
+            # No exact render at all (a scene's first stops): stand at the nearest loop instead (rare).
+            near = _nearest(knobs, vals, points)
+            if near is None:
+                return {}
+            found, _ = axis_gains(points, knobs, vals, want, near, order, bank.stop_table)
+            return found or {points[near]: 1.0}
+
+
+def _key_item(knob: Knob | None, alpha: float) -> int | float:
+    i = stop_index(knob, alpha) if knob is not None else None
+    return alpha if i is None else i
+
+
+def _nearest(knobs: Sequence[Knob], values: Sequence[float], points: Mapping[Point, Loop]) -> Point | None:
+    best, best_d = None, math.inf
+    for p in points:
+        d = sum((k.value_for(a) - v) ** 2 for k, a, v in zip(knobs, p, values))
+        if d < best_d:
+            best, best_d = p, d
+    return best

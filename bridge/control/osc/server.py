@@ -18,6 +18,7 @@ OSC wildcards work through python-osc's dispatcher matching:
     /steer/state/prompt s, /seed i, /seconds f, /playing i, /learn s, /preset s
     /steer/progress i done i total s label     (coalesced)
     /steer/loop s wav_path s kind              a rendered loop is ready
+    /steer/state/engine s phase s detail       loading -> ready (or error) while a preset's model loads
     /steer/error s kind s message              also sent to the sender of a bad message
 
 Threads: the server thread runs the handlers; they are thin (parse, clamp, set
@@ -152,6 +153,7 @@ class OscServer:
         self.refused: Counter[str] = Counter()  # datagrams dropped before dispatch, by kind
         self.accepted = 0  # datagrams that passed the gate (NB: only the server thread writes it)
         self._sender_ok: dict[str, bool] = {}
+        self.engine_state: tuple[str, str] = ("ready", "")  # sent to new subscribers too
         self._server = _Server((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
                                gate=self._gate, on_error=self._handler_failed)
         self._thread: threading.Thread | None = None
@@ -188,6 +190,10 @@ class OscServer:
 
     def notify_loop(self, wav_path: str | Path, kind: str = "exact") -> None:
         self.feedback.send("/loop", str(wav_path), kind)
+
+    def notify_engine(self, phase: str, detail: str = "") -> None:
+        self.engine_state = (phase, detail)  # NB: one reference store
+        self.feedback.send("/state/engine", phase, detail)
 
     def notify_error(self, kind: str, message: str, *, to: Address | None = None) -> None:
         self._log.warning(kind, "OSC %s: %s", kind, message)
@@ -360,6 +366,7 @@ class OscServer:
         self.feedback.send("/state/seed", snap.seed, only_to=to)
         self.feedback.send("/state/seconds", snap.seconds, only_to=to)
         self.feedback.send("/state/playing", int(snap.playing), only_to=to)
+        self.feedback.send("/state/engine", *self.engine_state, only_to=to)
 
     def _on_change(self, change: Change) -> None:
         # Runs on whichever thread changed the state: only queue messages here.

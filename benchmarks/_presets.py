@@ -1,0 +1,34 @@
+"""Presets with any number of knobs, made from a shipped preset's knobs (for the scaling benchmarks).
+
+Knob i is the shipped preset's knob ``i % n`` (its vector, range, curve and
+stops) renamed ``<name><i // n>`` for the copies, without MIDI/OSC bindings or
+orthogonalisation, so 2, 6, 12 or 16 knobs steer real vectors of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from steerbridge.bridge.presets.model import Preset, load_preset, save_preset
+
+__all__ = ["knob_preset", "ROOT"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def knob_preset(count: int, *, base: str = "demo", steps: int | None = None, seconds: float | None = None,
+                save_to: Path | None = None) -> Preset:
+    """``presets/<base>.toml`` with ``count`` knobs; saved (vector paths re-based) when ``save_to`` is given."""
+    shipped = load_preset(ROOT / "presets" / f"{base}.toml")
+    n = len(shipped.knobs)
+    knobs = []
+    for i in range(count):
+        k = shipped.knobs[i % n]
+        name = k.name if i < n else f"{k.name}{i // n}"
+        knobs.append(replace(k, name=name, midi=None, osc=None, orthogonalize_against=(),
+                             vector=str(shipped.vector_path(k))))
+    preset = replace(shipped, knobs=tuple(knobs),
+                     model=replace(shipped.model, steps=steps or shipped.model.steps),
+                     scene=replace(shipped.scene, seconds=seconds or shipped.scene.seconds))
+    return save_preset(preset, save_to) if save_to is not None else preset
