@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from steerbridge.bridge.audio.loops import Loop, grid_gains, prepare_loop
@@ -57,6 +57,8 @@ class VoiceBank:
         self._keep_exact, self._keep_scenes = keep_exact, keep_scenes
         self._scenes: OrderedDict[Hashable, SceneBank] = OrderedDict()
         self._lock = threading.Lock()
+        # Set by a beat clock (bridge/live/linkplay.py): trims or pads each loop to its bars.
+        self.fit: Callable[[Loop], Loop] | None = None
 
     @property
     def latest(self) -> SceneBank | None:
@@ -69,6 +71,9 @@ class VoiceBank:
         alphas = tuple(float(ready.alphas[n]) for n in names)
         loop = prepare_loop(ready.audio, source_rate=ready.sample_rate, rate=self.rate, channels=self.channels,
                             key=ready.stops if ready.stops is not None else alphas)
+        fit = self.fit
+        if fit is not None:
+            loop = fit(loop)
         with self._lock:
             bank = self._scenes.get(ready.scene)
             is_new = bank is None or bank.knob_names != names
