@@ -56,6 +56,11 @@ def test_block_clock_takes_the_lower_envelope_of_late_callbacks():
     late = [0.0, 0.004, 0.0001, 0.002, 0.0]
     got = [clock.block_start(10.0 + i * period + d, BLOCK) for i, d in enumerate(late)]
     assert got == pytest.approx([10.0 + i * period for i in range(len(late))], abs=1e-9)
+    # an xrun: blocks went missing, every later callback is 20 ms late against the old line
+    start = 10.0 + len(late) * period
+    got = [clock.block_start(start + i * period + 0.020, BLOCK) for i in range(12)]
+    assert clock.jumps == 1
+    assert got[-1] == pytest.approx(start + 11 * period + 0.020, abs=1e-9)
 
 
 def test_loop_starts_fall_on_bar_lines_and_a_late_start_joins_mid_loop():
@@ -126,3 +131,18 @@ def test_transport_starts_and_stops_on_the_quantum():
     silent = np.flatnonzero(np.abs(out2[:, 0]) == 0)
     assert silent[0] + t0 == math.ceil(12 * 60 / bpm * RATE) + round(0.003 * RATE) - 1  # a 3 ms fade
     assert np.all(out2[silent[0]:] == 0.0)
+
+
+def test_a_stop_before_a_pending_start_lands_cancels_it():
+    bpm = 120.0
+    player, sync, sink = rig(bpm, latency_blocks=0, playing=False)
+    player.set_voices({click_loop(bar_frames(1, bpm, RATE), level=0.5): 1.0}, scene="a")
+    sink.run_blocks(10, sync.process)
+    tl = sync.timeline
+    sync.timeline = Timeline(tl.origin, tl.beat, bpm, 4.0, True, switch_beat=4.0, before=False)  # start at bar 2
+    sink.run_blocks(10, sync.process)
+    # asked to stop before bar 2: the transport there is "stopped" both before and after
+    sync.timeline = Timeline(tl.origin, tl.beat, bpm, 4.0, False, switch_beat=4.0,
+                             before=sync.timeline.playing_at(0.5))
+    out = sink.run_blocks(int(3 * RATE / BLOCK), sync.process)
+    assert np.all(out == 0.0)

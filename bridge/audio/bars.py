@@ -44,7 +44,7 @@ class BeatSync(Protocol):
 
     def position(self, frames: int, pos: int | None, offset: int) -> int: ...
 
-    def edge(self, frames: int, pos: int) -> int: ...
+    def edge(self, offset: int) -> int: ...
 
 
 class _Player(Protocol):  # the LoopPlayer, without importing it (it imports this module's BeatSync)
@@ -97,8 +97,10 @@ def fit_loop(loop: Loop, frames: int) -> Loop:
 class Timeline:
     """A beat clock as a line: ``beat`` at ``origin`` (``time.perf_counter()`` seconds), ``bpm`` since.
 
-    ``playing`` is the transport from ``switch_beat`` on (before it, the
-    opposite): a start or stop lands on the quantum after it was asked for.
+    ``playing`` is the transport from ``switch_beat`` on, ``before`` the
+    transport until then (None: the opposite of ``playing``): a start or stop
+    lands on the quantum after it was asked for, and a stop asked for before
+    a pending start took effect cancels it.
     """
 
     origin: float
@@ -107,6 +109,13 @@ class Timeline:
     quantum: float = 4.0
     playing: bool = True
     switch_beat: float = -math.inf
+    before: bool | None = None
+
+    def playing_at(self, beat: float) -> bool:
+        """The transport at ``beat``."""
+        if beat >= self.switch_beat:
+            return self.playing
+        return (not self.playing) if self.before is None else self.before
 
     def beat_at(self, t: float) -> float:
         return self.beat + (t - self.origin) * self.bpm / 60.0
@@ -122,22 +131,40 @@ class BlockClock:
     envelope of ``t_call - frames_before / rate`` over the last ``window_s``
     is the stream's start time; a block's first frame is then heard at
     ``start + frames_before / rate + latency``. The window follows the slow
-    drift between the audio clock and ``perf_counter``.
+    drift between the audio clock and ``perf_counter``; ``jump_blocks`` late
+    blocks in a row are an xrun (the stream's line moved) and restart it.
     """
 
-    def __init__(self, *, rate: int, blocksize: int, window_s: float = 1.0) -> None:
+    def __init__(self, *, rate: int, blocksize: int, window_s: float = 1.0, jump_blocks: int = 8) -> None:
         self.rate = rate
-        self._ring = [math.inf] * max(4, round(window_s * rate / max(1, blocksize)))
+        self._ring = [math.inf] * max(4, round(window_s * rate / max(1, blocksize)), jump_blocks + 1)
         self._i = 0
+        self._late = 0
+        self._jump_s = max(0.001, 0.5 * blocksize / rate)
+        self._jump_blocks = jump_blocks
         self.frames = 0  # frames handed to the sink so far
+        self.jumps = 0  # xruns seen as a shift of the stream's timeline
 
     def block_start(self, t_call: float, frames: int) -> float:
         """Record a callback at ``t_call`` for a block of ``frames``; its first frame's (smoothed) time."""
         before = self.frames / self.rate
-        self._ring[self._i] = t_call - before
-        self._i = (self._i + 1) % len(self._ring)
+        offset = t_call - before
+        ring, n = self._ring, len(self._ring)
+        floor = min(ring)
+        ring[self._i] = offset
+        self._i = (self._i + 1) % n
         self.frames += frames
-        return min(self._ring) + before
+        # An xrun drops blocks: from then on every callback is late against the old line.
+        # Only a run of late blocks says so (one late callback is just a scheduling delay).
+        self._late = self._late + 1 if offset - floor > self._jump_s else 0
+        if self._late >= self._jump_blocks:
+            recent = min(ring[(self._i - k - 1) % n] for k in range(self._jump_blocks))
+            for k in range(n):
+                ring[k] = math.inf
+            ring[(self._i - 1) % n] = recent
+            self._late = 0
+            self.jumps += 1
+        return min(ring) + before
 
 
 class BarSync:
@@ -191,16 +218,17 @@ class BarSync:
     def _apply_gate(self, flat: np.ndarray, frames: int, tl: Timeline) -> None:
         """Transport: before frame ``k`` (the switch beat) the old state holds, from ``k`` the new one."""
         after = 1.0 if tl.playing else 0.0
+        old = 1.0 if tl.playing_at(-math.inf) else 0.0
         k = 0
         if math.isfinite(tl.switch_beat):
             k = min(frames, max(0, math.ceil((tl.switch_beat - self._beat0) / self._bpf - 1e-9)))
         g = self._gate
-        if g == after and k == 0 or g == 1.0 - after and k == frames:
+        if g == after and k == 0 or g == old and k == frames:
             if g == 0.0:
                 flat.fill(0.0)
             return  # settled for the whole block: the common case costs nothing
         gains = self._g[:frames]
-        g = self._segment(gains, 0, k, g, 1.0 - after)
+        g = self._segment(gains, 0, k, g, old)
         self._gate = self._segment(gains, k, frames, g, after)
         ch = self.player.channels
         for c in range(ch):
@@ -248,13 +276,13 @@ class BarSync:
         self.corrections += 1
         return target
 
-    def edge(self, frames: int, pos: int) -> int:
-        """Frames from ``pos`` to the next bar line inside a loop of ``frames`` frames (0: on one now)."""
+    def edge(self, offset: int) -> int:
+        """Frames from frame ``offset`` of this block to the next bar line of the beat clock
+        (0: this frame is the first one on or after a bar line). From the clock, not from a
+        loop's position: a loop being put back on the grid may jump over its own bar lines."""
         tl = self._tl
         assert tl is not None
-        bar = frames * tl.quantum / self._cycle(frames)
-        index = math.floor(pos / bar)
-        if round(index * bar) == pos:
+        phase = (self._beat0 + offset * self._bpf) % tl.quantum
+        if phase < self._bpf:
             return 0
-        nxt = round((index + 1) * bar)
-        return max(1, min(nxt, frames) - pos)
+        return max(1, math.ceil((tl.quantum - phase) / self._bpf - 1e-9))

@@ -333,7 +333,7 @@ class LoopPlayer:
             if self._pending is not None and self._old is None:
                 cur, sync = self._cur, self.sync
                 edge = 0 if cur is None else (
-                    sync.edge(cur.frames, cur.pos) if sync is not None else (cur.frames - cur.pos) % cur.frames)
+                    sync.edge(self._offset + done) if sync is not None else (cur.frames - cur.pos) % cur.frames)
                 if self._pending_now or edge == 0:
                     self._old, self._cur, self._pending = cur, self._pending, None
                     self._fade_pos = 0

@@ -113,9 +113,8 @@ class LinkSession:
     def close(self) -> None:
         self._stopping.set()
         loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)  # the poll loop sees _stopping within poll_s
         self._thread = None
         if self._link is not None:
             self._link.enabled = False  # leave the session at once (peers see us go)
@@ -219,8 +218,9 @@ class LinkSession:
             changed.append(("peers", peers))
         if tl is None or playing != tl.playing:
             switch = math.ceil(beat / self.quantum - 1e-9) * self.quantum if tl is not None else -math.inf
+            before = tl.playing_at(beat) if tl is not None else playing  # a pending switch may not have landed
             changed.append(("playing", playing))
-            tl = Timeline(t, beat, bpm, self.quantum, playing, switch)
+            tl = Timeline(t, beat, bpm, self.quantum, playing, switch, before)
             self._publish(tl)
         elif abs(tl.beat_at(t) - beat) * 60.0 / bpm > self._republish_s or bpm != tl.bpm:
             self._publish(replace(tl, origin=t, beat=beat, bpm=bpm))

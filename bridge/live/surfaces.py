@@ -86,6 +86,11 @@ class ControlSurfaces:
         if self.osc is not None:
             self.osc.notify_progress(done, total, label)
 
+    def notify_link(self, name: str, value: object) -> None:
+        """Link's tempo, peers or transport changed: ``/steer/state/link/<name>`` to OSC subscribers."""
+        if self.osc is not None:
+            self.osc.notify_link(name, value)
+
     def notify_error(self, kind: str, message: str) -> None:
         if self.osc is not None:
             self.osc.notify_error(kind, message)
