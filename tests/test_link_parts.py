@@ -105,5 +105,11 @@ def test_osc_bars_and_link_feedback():
         server.notify_link("playing", True)
         pending = {address: args for address, args, _ in server.feedback._pending.values()}  # noqa: SLF001
         assert pending["/steer/state/link/tempo"] == (97.0,) and pending["/steer/state/link/playing"] == (1,)
+        # a new subscriber is told Link's state too (LinkPlay registers this)
+        server.extra_state.append(lambda: [("/state/link/peers", (2,))])
+        server.feedback._pending.clear()  # noqa: SLF001
+        feed("/steer/subscribe", 9001)
+        sent = {(address, args) for address, args, _ in server.feedback._pending.values()}  # noqa: SLF001
+        assert ("/steer/state/link/peers", (2,)) in sent and ("/steer/state/bars", (4,)) in sent
     finally:
         server.stop()

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             emit_json({"event": "ready", **status.as_dict()})
         else:
-            print(f"steerbridge: {status.summary()}. Ctrl-C to stop.", file=sys.stderr)
+            link = f"; {session.link.status().summary()}" if session.link is not None else ""
+            print(f"steerbridge: {status.summary()}{link}. Ctrl-C to stop.", file=sys.stderr)
         threading.Event().wait()  # the work happens on other threads until Ctrl-C
     except KeyboardInterrupt:
         print("steerbridge: stopping ...", file=sys.stderr)

@@ -121,6 +121,12 @@ class LinkPlay:
         """The sample-exact loop length now (the state's bars at the Link tempo)."""
         return bar_frames(self.state.snapshot().bars, self._bpm, self.rate, self.options.quantum)
 
+    def osc_state(self) -> list[tuple[str, tuple[object, ...]]]:
+        """What a new OSC subscriber is told about Link (``/steer/state/link/...``)."""
+        st = self.link.status()
+        return [("/state/link/tempo", (tempo_key(st.tempo),)), ("/state/link/peers", (st.peers,)),
+                ("/state/link/playing", (int(st.playing),))]
+
     def swap(self) -> str | None:
         """How a new scene comes in: at once while the loop heard now is not the current bar length
         (the tempo changed and no stretched loop is in yet: every bar it stays is off the band's
@@ -225,9 +231,11 @@ class LinkPlay:
 def start_link(session: Any) -> LinkPlay:
     """Join Link for a :class:`~steerbridge.bridge.live.session.Session` whose output and player exist."""
     o, sink = session.options, session.sink
-    return LinkPlay(session.state, session.player, session.bank, rate=sink.rate, blocksize=o.blocksize,
+    play = LinkPlay(session.state, session.player, session.bank, rate=sink.rate, blocksize=o.blocksize,
                     latency_s=sink.latency_s, remix=lambda: session._update_mix(swap="now"),
                     notify=session.surfaces.notify_link, options=LinkOptions(quantum=o.link_quantum)).start()
+    session.surfaces.extra_state.append(play.osc_state)
+    return play
 
 
 def _bank_items(bank: SceneBank) -> list[tuple[str, tuple[int, ...] | None, dict[str, float], Loop]]:

@@ -40,6 +40,7 @@ class ControlSurfaces:
         self._midi_input: Any = None
         self._midi_router: Any = None
         self.midi_ports: tuple[str, ...] = ()
+        self.extra_state: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []  # for new OSC subscribers
 
     @property
     def osc_address(self) -> str | None:
@@ -56,6 +57,7 @@ class ControlSurfaces:
                 self.osc = OscServer(self.state, host=host, port=port, presets_dir=presets_dir,
                                      on_preset=on_preset, allow_remote=allow_remote,
                                      allowed_senders=tuple(allowed_senders)).start()
+                self.osc.extra_state = self.extra_state
             except OSError as exc:
                 raise ValueError(f"cannot serve OSC on {host}:{port} ({exc.strerror}); pick another port with "
                                  f"--osc {host}:{port + 1}, or --osc {host}:0 for any free port") from None

@@ -158,6 +158,8 @@ class OscServer:
                                gate=self._gate, on_error=self._handler_failed)
         self._thread: threading.Thread | None = None
         self._remove_listener = state.add_listener(self._on_change)
+        # More state for a new subscriber, from outside the ControlState: ("/state/link/tempo", (97.0,)), ...
+        self.extra_state: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
 
     @property
     def address(self) -> Address:
@@ -371,6 +373,9 @@ class OscServer:
         self.feedback.send("/state/seconds", snap.seconds, only_to=to)
         self.feedback.send("/state/bars", snap.bars, only_to=to)
         self.feedback.send("/state/playing", int(snap.playing), only_to=to)
+        for extra in self.extra_state:
+            for address, args in extra():
+                self.feedback.send(address, *args, only_to=to)
 
     def _on_change(self, change: Change) -> None:
         # Runs on whichever thread changed the state: only queue messages here.
