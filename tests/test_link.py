@@ -51,6 +51,8 @@ def test_outside_only_serve_link_without_aalink_names_the_extra(monkeypatch, cap
     err = capsys.readouterr().err
     assert code != 0
     assert "pip install 'steerbridge[link]'" in err and "aalink" in err
+    assert main(["gui", "--preset", "tiny", "--link", "--output", "null", "--no-osc", "--no-midi"]) != 0
+    assert "pip install 'steerbridge[link]'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- the recorded stream
@@ -180,7 +182,7 @@ def test_two_peers_agree_on_tempo_and_beat():
     peer = Peer(97.0)
     try:
         with LinkSession(tempo=120.0).start(wait_for_peers_s=10) as ours:
-            assert ours.status().peers == 1
+            assert wait_for(lambda: ours.status().peers == 1, timeout=10)
             peer.link.tempo = 97.0
             assert wait_for(lambda: abs(ours.status().tempo - 97.0) < 0.01, timeout=5)
             time.sleep(0.1)

@@ -19,9 +19,6 @@ is heard at the next block. A new scene goes through a one-entry mailbox and
 starts at the current deck's loop boundary (or at once) with an equal-power
 crossfade of ``fade_s``.
 
-With a beat clock (Link), ``bars.BarSync`` sets :attr:`LoopPlayer.sync`: positions follow
-the clock and a pending scene waits for the next bar line, not the loop's end.
-
 Objects the callback may still hold a reference to (a replaced loop, a
 finished deck) are never released by it: control keeps them in a graveyard
 until the callback has finished two more blocks, so the callback never frees
@@ -116,9 +113,10 @@ class LoopPlayer:
         self._mail_taken = 0
         self._master = 1.0
         self._seen = (0, -1, 0.0)  # (target seq, block index, perf_counter) of the newest targets heard
-        # A beat clock's hooks (bars.BarSync), set on the audio thread; None: loops run free.
+        # Set by a beat clock (Link: bars.BarSync) on the audio thread: positions follow the clock and a
+        # pending scene waits for its next bar line, not the loop's end. None: loops run free.
         self.sync: BeatSync | None = None
-        self._offset = 0  # frames of the current block already mixed (for the sync's positions)
+        self._offset = 0  # frames of this block mixed before the current _render call
         self.blocks = self.frames_out = self.underruns = self.underrun_frames = 0
         # Control-owned state.
         self._lock = threading.Lock()

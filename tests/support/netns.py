@@ -48,7 +48,8 @@ def loopback_only(test: Callable[..., Any]) -> Callable[..., Any]:
             pytest.fail("inside the test namespace but interfaces other than lo exist: refusing to enable Link")
         module = sys.modules[test.__module__].__file__
         assert module is not None
-        outcome, text = _run_module_inside(module).get(test.__name__, ("missing", "the test did not run inside"))
+        results = _run_module_inside(module)
+        outcome, text = results.get(test.__name__, results.get("", ("missing", "the test did not run inside")))
         if outcome == "skipped":
             pytest.skip(f"inside the loopback namespace: {text}")
         if outcome != "passed":
