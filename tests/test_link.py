@@ -162,6 +162,17 @@ def loop_starts(rows, heard, rate, unknown):
     return np.array(starts)
 
 
+def observe_more(rec, rate, *, since, loop_s, want=3, limit_s=30.0):
+    """Keep playing until ``want`` loop starts after ``since`` fell where the stream's timing is known
+    (a loaded machine's JACK drops cycles; the null clock always knows): at most ``limit_s`` more."""
+    end = time.perf_counter() + limit_s
+    while time.perf_counter() < end:
+        rows, heard, _ = rec.table()
+        if np.count_nonzero(loop_starts(rows, heard, rate, rec.unknown) > since) >= want:
+            return
+        time.sleep(loop_s)
+
+
 def off_bar_s(times, peer_line, quantum=4.0):
     """Seconds from each time to the nearest bar line of the peer's beat clock."""
     beat0, bps = peer_line
@@ -209,6 +220,7 @@ def _in_time_with_the_peer(tmp_path, output):
             assert s.player.current_loop().frames == want == round(2 * 4 * 60 * rate / 97)
             t_ready = time.perf_counter()
             time.sleep(3 * bar_seconds(2, 97.0) + 0.5)  # three loop starts
+            observe_more(rec, rate, since=t_ready + 0.05, loop_s=bar_seconds(2, 97.0))
             line97 = peer.timeline(0.3)
 
             # the band speeds up: within one bar the loop is 2 bars at the new tempo
@@ -222,6 +234,7 @@ def _in_time_with_the_peer(tmp_path, output):
             time.sleep(1.0)
             line126 = peer.timeline(0.3)
             time.sleep(3 * bar_seconds(2, 126.0))
+            observe_more(rec, rate, since=t_change + followed_s + 0.05, loop_s=bar_seconds(2, 126.0))
             rows, heard, _ = rec.table()
         finally:
             s.close()
