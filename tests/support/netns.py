@@ -31,6 +31,7 @@ import pytest
 __all__ = ["loopback_only", "only_loopback_here"]
 
 _INSIDE = "STEERBRIDGE_LINK_NETNS"
+_MODULE_TIMEOUT_S = 1800
 _results: dict[str, dict[str, tuple[str, str]]] = {}  # module file -> test name -> (outcome, text)
 
 
@@ -56,7 +57,8 @@ def loopback_only(test: Callable[..., Any]) -> Callable[..., Any]:
             pytest.fail(f"in the loopback namespace this test {outcome}:\n{text}", pytrace=False)
         return None
 
-    return wrapper
+    # The outer test waits for the whole module to run in the namespace: more than pytest's per-test limit.
+    return pytest.mark.timeout(_MODULE_TIMEOUT_S + 60)(wrapper)
 
 
 def _run_module_inside(module: str) -> dict[str, tuple[str, str]]:
@@ -71,7 +73,7 @@ def _run_module_inside(module: str) -> dict[str, tuple[str, str]]:
         env = {**os.environ, _INSIDE: "1"}
         cmd = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-m", "pytest",
                module, "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", "-k", "not outside_only"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200,
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=_MODULE_TIMEOUT_S,
                               cwd=Path(module).resolve().parent.parent)
         results: dict[str, tuple[str, str]] = {}
         if xml.exists():
