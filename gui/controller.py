@@ -94,6 +94,19 @@ class SessionController(QObject):
         self.options = replace(self.options, output=spec)
         self._launch(self.current_preset(), reuse_client=self.phase == "running")
 
+    def set_link(self, on: bool) -> None:
+        """Join or leave Ableton Link: a new session on the same engine (loop lengths change with it)."""
+        self.options = replace(self.options, link=bool(on))
+        if self.session is not None:
+            self._launch(self.current_preset(), reuse_client=self.phase == "running")
+
+    def link_on(self) -> bool:
+        """Whether the session plays with Link (its options, else its preset, say so)."""
+        s = self.session
+        if self.options.link is not None:
+            return self.options.link
+        return s is not None and s.state.snapshot().preset.scene.link
+
     def _launch(self, preset: Preset, *, reuse_client: bool) -> None:
         old_session, old_monitor, old_client = self.session, self.monitor, self._client
         client = old_client if reuse_client and old_client is not None else self._client_factory(preset)

@@ -24,6 +24,7 @@ from steerbridge.bridge.presets.model import PresetError
 from steerbridge.gui.controller import SessionController
 from steerbridge.gui.presetfile import RecentPresets
 from steerbridge.gui.widgets.knob import KnobCard
+from steerbridge.gui.widgets.linkbar import LinkBar
 from steerbridge.gui.widgets.scene import SceneBar
 from steerbridge.gui.widgets.status import ErrorBanner, StatusStrip
 from steerbridge.gui.widgets.waveform import WaveformView
@@ -99,6 +100,10 @@ class MainWindow(QMainWindow):
         row.addSpacing(16)
         row.addWidget(self.preset_name)
         row.addStretch(1)
+        self.link_bar = LinkBar()
+        self.link_bar.toggled.connect(self.controller.set_link)
+        row.addWidget(self.link_bar)
+        row.addSpacing(12)
         self.recent_button = QToolButton()
         self.recent_button.setText("Recent ▾")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -245,6 +250,16 @@ class MainWindow(QMainWindow):
                                   osc=session.surfaces.osc_address, midi_ports=session.surfaces.midi_ports)
         if self._ticks % _SLOW_EVERY == 1:
             self.status.show_engine(monitor.engine(), starting=c.phase == "starting")
+            self._show_link(session, snap)
+
+    def _show_link(self, session: object, snap: StateSnapshot) -> None:
+        self.link_bar.set_checked(self.controller.link_on())
+        link = getattr(session, "link", None)
+        status = link.status() if link is not None else None
+        if status is None:
+            self.link_bar.show_status("starting…" if self.controller.link_on() else None)
+        else:
+            self.link_bar.show_status(status.summary(), playing=status.playing, bars=snap.bars)
 
     def _update_title(self) -> None:
         s = self.controller.session

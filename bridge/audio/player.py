@@ -31,12 +31,15 @@ import threading
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from steerbridge.bridge.audio.graveyard import Graveyard
 from steerbridge.bridge.audio.loops import Loop, one_pole_coefficient
+
+if TYPE_CHECKING:
+    from steerbridge.bridge.audio.bars import BeatSync
 
 __all__ = ["LoopPlayer", "PlayerStats"]
 
@@ -111,6 +114,10 @@ class LoopPlayer:
         self._mail_taken = 0
         self._master = 1.0
         self._seen = (0, -1, 0.0)  # (target seq, block index, perf_counter) of the newest targets heard
+        # Set by a beat clock (Link: bars.BarSync) on the audio thread: positions follow the clock and a
+        # pending scene waits for its next bar line, not the loop's end. None: loops run free.
+        self.sync: BeatSync | None = None
+        self._offset = 0  # frames of this block mixed before the current _render call
         self.blocks = self.frames_out = self.underruns = self.underrun_frames = 0
         # Control-owned state.
         self._lock = threading.Lock()
@@ -295,9 +302,15 @@ class LoopPlayer:
         seq = self._seq  # read before the targets: targets are at least this new
         if seq != self._seen[0]:
             self._seen = (seq, self.blocks, time.perf_counter())
+        sync = self.sync
+        if sync is not None:  # keep the audible loops on the beat clock's grid
+            for deck in (self._cur, self._old):
+                if deck is not None:
+                    deck.pos = sync.position(deck.frames, deck.pos, 0)
         done = 0
         while done < frames:
             n = min(frames - done, self.max_block)
+            self._offset = done
             self._render(flat[done * self.channels:(done + n) * self.channels], n)
             done += n
         self.blocks += 1
@@ -317,14 +330,18 @@ class LoopPlayer:
         while done < frames:
             n = frames - done
             if self._pending is not None and self._old is None:
-                cur = self._cur
-                if self._pending_now or cur is None or cur.pos == 0:
+                cur, sync = self._cur, self.sync
+                edge = 0 if cur is None else (
+                    sync.edge(self._offset + done) if sync is not None else (cur.frames - cur.pos) % cur.frames)
+                if self._pending_now or edge == 0:
                     self._old, self._cur, self._pending = cur, self._pending, None
                     self._fade_pos = 0
+                    if sync is not None:  # a new loop starts where the beat clock is now
+                        self._cur.pos = sync.position(self._cur.frames, None, self._offset + done)
                     if cur is not None:  # the equal-power fade alone shapes a swap
                         np.copyto(self._cur.gain, self._cur.snap)
                 else:
-                    n = min(n, cur.frames - cur.pos)  # stop at the boundary
+                    n = min(n, edge)  # stop at the boundary (the loop's end, or the next bar line)
             dst = flat[done * ch:(done + n) * ch]
             if self._old is None:
                 heard |= self._mix_deck(self._cur, dst, n)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import preset_path, session_options, session_parser
+from steerbridge.bridge.cli.session_flags import check_link, preset_path, session_options, session_parser
 
 __all__ = ["register", "run"]
 
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = session_options(args, progress=False)
         preset = preset_path(args.preset)
+        if options.link:  # the flag: fail before the panel opens (a preset's `link` shows in the panel)
+            check_link(options, preset)
     except (ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     try:

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import preset_path, session_options, session_parser
+from steerbridge.bridge.cli.session_flags import check_link, preset_path, session_options, session_parser
 
 __all__ = ["register", "run"]
 
@@ -24,6 +24,7 @@ examples:
   steerbridge serve --preset presets/demo.toml --output wav:out/loops \\
       --osc 0.0.0.0:9000 --osc-allow-remote --osc-allow 192.168.1.0/24
   steerbridge serve --preset presets/demo.toml --output null --no-midi --json
+  steerbridge serve --preset demo --link            # in time with Ableton Live (pip install 'steerbridge[link]')
 Ctrl-C stops everything cleanly."""
 
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         options = session_options(args, progress=not args.json or sys.stderr.isatty())
+        check_link(options, preset_path(args.preset))
         session = Session(preset_path(args.preset), options=options)
     except (PresetError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             emit_json({"event": "ready", **status.as_dict()})
         else:
-            print(f"steerbridge: {status.summary()}. Ctrl-C to stop.", file=sys.stderr)
+            link = f"; {session.link.status().summary()}" if session.link is not None else ""
+            print(f"steerbridge: {status.summary()}{link}. Ctrl-C to stop.", file=sys.stderr)
         threading.Event().wait()  # the work happens on other threads until Ctrl-C
     except KeyboardInterrupt:
         print("steerbridge: stopping ...", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from steerbridge.bridge.live.session import SessionOptions
 
-__all__ = ["session_parser", "add_session_flags", "session_options", "preset_path", "OUTPUTS_HELP"]
+__all__ = ["session_parser", "add_session_flags", "session_options", "check_link", "preset_path", "OUTPUTS_HELP"]
 
 OUTPUTS_HELP = """\
 outputs (--output):
@@ -65,6 +65,14 @@ def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_re
     p.add_argument("--cache-mb", type=float, default=512.0, help="loop cache size (default: %(default)s MB)")
     p.add_argument("--swap", choices=("boundary", "now"), default="boundary",
                    help="a new prompt/seed starts at the loop boundary (default) or at once")
+    link = p.add_mutually_exclusive_group()
+    link.add_argument("--link", dest="link", action="store_true", default=None,
+                      help="join Ableton Link: loops last the preset's `bars` at the Link tempo, start on its bar "
+                           "lines, follow its tempo and start/stop (needs: pip install 'steerbridge[link]'; "
+                           "default: the preset's `link`)")
+    link.add_argument("--no-link", dest="link", action="store_false", help="do not join Link, whatever the preset says")
+    p.add_argument("--quantum", type=float, default=4.0, metavar="BEATS",
+                   help="beats per bar with Link (default: %(default)s, Live's 1-bar quantum)")
 
 
 def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptions:
@@ -73,13 +81,29 @@ def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptio
 
     if not 0 < args.blocksize <= 8192:
         raise ValueError(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")
+    if not 0 < args.quantum <= 64:
+        raise ValueError(f"--quantum {args.quantum}: give the beats per bar, 1..64 (4 for 4/4)")
     return SessionOptions(
         output=args.output, blocksize=args.blocksize, latency=_latency(args.latency), hostapi=args.hostapi,
         osc=None if args.no_osc else args.osc, midi=None if args.no_midi else tuple(args.midi),
         osc_allow_remote=args.osc_allow_remote, osc_allowed=tuple(args.osc_allow),
         autosave=None if args.autosave == "off" else args.autosave,
         engine="inprocess" if args.in_process else "worker", cache_mb=args.cache_mb, grid=args.grid,
-        swap=args.swap, progress=progress)
+        swap=args.swap, progress=progress, link=args.link, link_quantum=args.quantum)
+
+
+def check_link(options: SessionOptions, preset: Path | None) -> None:
+    """Fail before anything starts when Link is asked for (flag or preset) but its extra is missing."""
+    from steerbridge.bridge.presets.model import load_preset
+
+    wanted = options.link if options.link is not None else (preset is not None and load_preset(preset).scene.link)
+    if wanted:
+        from steerbridge.bridge.live.link import LinkUnavailable, import_aalink
+
+        try:
+            import_aalink()
+        except LinkUnavailable as exc:
+            raise ValueError(str(exc)) from None
 
 
 def preset_path(text: str | None) -> Path | None:

@@ -47,6 +47,7 @@ class StateSnapshot:
     negative_prompt: str | None
     playing: bool
     learn_armed: str | None  # knob waiting for its MIDI control, if any
+    bars: int = 2  # loop length in bars when a beat clock (Link) sets the tempo
 
     def alphas(self) -> dict[str, float]:
         return {name: k.alpha for name, k in self.knobs.items()}
@@ -61,7 +62,7 @@ class StateSnapshot:
 
 @dataclass(frozen=True)
 class Change:
-    """What changed. ``kind``: knob | prompt | seed | seconds | playing | learn | preset."""
+    """What changed. ``kind``: knob | prompt | seed | seconds | bars | playing | learn | preset."""
 
     version: int
     kind: str
@@ -103,7 +104,8 @@ class ControlState:
                     version=self._version, preset=self._preset,
                     knobs=MappingProxyType({n: KnobState(n, k.value, k.alpha, k.moved) for n, k in self._knobs.items()}),
                     prompt=self._prompt, seed=self._seed, seconds=self._seconds,
-                    negative_prompt=self._negative, playing=self._playing, learn_armed=self._learn)
+                    negative_prompt=self._negative, playing=self._playing, learn_armed=self._learn,
+                    bars=self._bars)
             return self._cached
 
     @property
@@ -155,6 +157,12 @@ class ControlState:
             raise ValueError(f"loop length {seconds} s is out of range; use 0 < seconds <= 600")
         self._set_field("seconds", "_seconds", float(seconds), source)
 
+    def set_bars(self, bars: int, *, source: str = "") -> None:
+        """Loop length in bars (used while Link sets the tempo: the seconds follow it)."""
+        if isinstance(bars, bool) or int(bars) != bars or not 1 <= int(bars) <= 64:
+            raise ValueError(f"loop length {bars!r} bars is out of range; use a whole number of bars 1..64")
+        self._set_field("bars", "_bars", int(bars), source)
+
     def set_playing(self, playing: bool, *, source: str = "") -> None:
         self._set_field("playing", "_playing", bool(playing), source)
 
@@ -193,6 +201,7 @@ class ControlState:
         self._knobs = {k.name: _Knob(k, k.default, k.default_alpha) for k in preset.knobs}
         self._prompt, self._seed = preset.scene.prompt, preset.scene.seed
         self._seconds, self._negative = preset.scene.seconds, preset.scene.negative_prompt
+        self._bars = preset.scene.bars
         self._learn = None
         self._cached = None
 

@@ -36,3 +36,6 @@ class SessionOptions:
     # Measured here: a rendering worker at the audio process's priority caused
     # ~200 xruns per 8 s on JACK (non-real-time); at nice 19, ~80. None: leave it.
     engine_nice: int | None = 19
+    # Ableton Link (bridge/live/linkplay.py; needs steerbridge[link]): None follows the preset's `link`.
+    link: bool | None = None
+    link_quantum: float = 4.0  # beats per bar

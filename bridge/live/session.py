@@ -29,6 +29,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
 from steerbridge.bridge.live.surfaces import ControlSurfaces, parse_host_port
 from steerbridge.bridge.live.voicebank import VoiceBank
 from steerbridge.bridge.presets.model import Preset, load_preset
+
+if TYPE_CHECKING:
+    from steerbridge.bridge.live.linkplay import LinkPlay
 
 __all__ = ["Session", "SessionOptions", "SessionEvent", "SessionStatus", "parse_host_port"]
 
@@ -89,6 +93,7 @@ class Session:
         self._remove_state_listener: Callable[[], None] | None = None
         self._autosaver: Autosaver | None = None
         self._remove_client_listener: Callable[[], None] | None = None
+        self.link: LinkPlay | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, prerender: bool = True, timeout: float | None = None) -> Session:
@@ -107,6 +112,11 @@ class Session:
                                      max_block=max(8192, o.blocksize), slots=o.slots)
             self.callback = CallbackGuard(self.player.process)
             self.bank = VoiceBank(rate=self.sink.rate, channels=self.sink.channels)
+            if o.link if o.link is not None else self.preset.scene.link:
+                from steerbridge.bridge.live.linkplay import start_link  # before the engine: renders are in bars
+
+                self.link = start_link(self)
+                self.callback = CallbackGuard(self._audio_process())  # the guard wraps the bar sync too
             self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
             self._mixer.start()
             self._start_engine(self.preset)
@@ -122,6 +132,8 @@ class Session:
                 self.prerender(timeout=timeout)
             self.sink.start(self.callback)
             self.state.set_playing(True, source="session")
+            if self.link is not None:
+                self.link.follow_transport()
             self._housekeeper = threading.Thread(target=self._housekeep, name="steerbridge-housekeeping",
                                                  daemon=True)
             self._housekeeper.start()
@@ -130,6 +142,11 @@ class Session:
             self.close()
             raise
         return self
+
+    def _audio_process(self) -> Callable[[np.ndarray], None]:
+        """What the sink's clock calls: the player, or the Link bar sync that leads it."""
+        assert self.player is not None
+        return self.link.sync.process if self.link is not None else self.player.process
 
     def _start_autosave(self) -> None:
         """Bring back the last live state (knobs, scene), then keep saving it every few seconds."""
@@ -223,6 +240,9 @@ class Session:
             if thread is not None:
                 thread.join(timeout=2)
         self._housekeeper = self._mixer = None
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         if self._remove_state_listener is not None:
             self._remove_state_listener()
             self._remove_state_listener = None
@@ -304,7 +324,7 @@ class Session:
     def _on_change(self, change: Change) -> None:
         if change.kind == "knob":
             self._mix_wake.set()  # the mixer thread applies the newest state: a knob storm costs one update
-        elif change.kind == "playing" and self.player is not None:
+        elif change.kind == "playing" and self.player is not None and self.link is None:  # Link: on the bar
             (self.player.play if change.value else self.player.stop)()
 
     def _mix_loop(self) -> None:
@@ -334,7 +354,8 @@ class Session:
     def _on_loop(self, ready: LoopReady) -> None:
         assert self.bank is not None and self.sink is not None
         _, loop, new_scene = self.bank.add(ready, self.state.snapshot().preset.knobs)
-        swap = (self._swap_next or self.options.swap) if new_scene else "boundary"
+        swap = (self._swap_next or (self.link.swap() if self.link else None) or self.options.swap) \
+            if new_scene else "boundary"
         if new_scene:
             self._swap_next = None
         self._update_mix(swap=swap)

@@ -40,6 +40,7 @@ class ControlSurfaces:
         self._midi_input: Any = None
         self._midi_router: Any = None
         self.midi_ports: tuple[str, ...] = ()
+        self.extra_state: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []  # for new OSC subscribers
 
     @property
     def osc_address(self) -> str | None:
@@ -56,6 +57,7 @@ class ControlSurfaces:
                 self.osc = OscServer(self.state, host=host, port=port, presets_dir=presets_dir,
                                      on_preset=on_preset, allow_remote=allow_remote,
                                      allowed_senders=tuple(allowed_senders)).start()
+                self.osc.extra_state = self.extra_state
             except OSError as exc:
                 raise ValueError(f"cannot serve OSC on {host}:{port} ({exc.strerror}); pick another port with "
                                  f"--osc {host}:{port + 1}, or --osc {host}:0 for any free port") from None
@@ -89,6 +91,11 @@ class ControlSurfaces:
     def notify_engine(self, phase: str, detail: str) -> None:
         if self.osc is not None:
             self.osc.notify_engine(phase, detail)
+
+    def notify_link(self, name: str, value: object) -> None:
+        """Link's tempo, peers or transport changed: ``/steer/state/link/<name>`` to OSC subscribers."""
+        if self.osc is not None:
+            self.osc.notify_link(name, value)
 
     def notify_error(self, kind: str, message: str) -> None:
         if self.osc is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from steerbridge.bridge.audio.loops import Loop, prepare_loop
@@ -67,6 +67,8 @@ class VoiceBank:
         self._keep_points, self._keep_exact, self._keep_scenes = keep_points, keep_exact, keep_scenes
         self._scenes: OrderedDict[Hashable, SceneBank] = OrderedDict()
         self._lock = threading.Lock()
+        # Set by a beat clock (bridge/live/linkplay.py): trims or pads each loop to its bars.
+        self.fit: Callable[[Loop], Loop] | None = None
 
     @property
     def latest(self) -> SceneBank | None:
@@ -85,6 +87,9 @@ class VoiceBank:
         key = tuple(_key_item(by_name.get(n), float(ready.alphas[n])) for n in names)
         loop = prepare_loop(ready.audio, source_rate=ready.sample_rate, rate=self.rate, channels=self.channels,
                             key=key)
+        fit = self.fit
+        if fit is not None:
+            loop = fit(loop)
         with self._lock:
             bank = self._scenes.get(ready.scene)
             is_new = bank is None or bank.knob_names != names

@@ -59,6 +59,8 @@ class Scene:
     seed: int = 0
     seconds: float = DEFAULT_SECONDS
     negative_prompt: str | None = None
+    bars: int = 2  # loop length in bars while Ableton Link sets the tempo (then `seconds` follows)
+    link: bool = False  # join Ableton Link when this preset starts a session (needs steerbridge[link])
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ BUILTIN_SOURCES = ("tiny", "demo")
 KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
 
 _MODEL_KEYS = ("source", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step", "alpha_units")
-_SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt")
+_SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
               "midi", "osc", "orthogonalize_against", "one_to_all")
 _MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
@@ -76,7 +76,7 @@ class _Checker:
     def get(self, table: dict[str, Any], where: KeyPath, key: str, kind: str | tuple[str, ...],
             default: Any = _MISSING,
             *, check: Callable[[Any], bool] | None = None, expected: str = "") -> Any:
-        """Read ``table[key]`` as ``kind`` (str, int, float, int_list, str_list, or
+        """Read ``table[key]`` as ``kind`` (str, int, float, bool, int_list, str_list, or
         a tuple of allowed values); returns ``default`` when absent or bad (bad is recorded)."""
         if key not in table:
             return None if default is _MISSING else default
@@ -98,6 +98,8 @@ def _convert(value: Any, kind: str | tuple[str, ...]) -> tuple[bool, Any]:
         return isinstance(value, str), value
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool), value
+    if kind == "bool":
+        return isinstance(value, bool), value
     if kind == "float":
         good = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         return good, float(value) if good else value
@@ -120,7 +122,7 @@ def _finite(value: float) -> bool:
 def _describe(kind: str | tuple[str, ...]) -> str:
     if isinstance(kind, tuple):
         return "one of " + ", ".join(repr(c) for c in kind)
-    return {"str": "a string", "int": "an integer", "float": "a finite number",
+    return {"str": "a string", "int": "an integer", "float": "a finite number", "bool": "true or false",
             "int_list": "a list of integers", "str_list": "a list of strings"}[kind]
 
 
@@ -181,6 +183,8 @@ def _scene(c: _Checker, t: Any) -> dict[str, Any]:
         "seconds": c.get(t, w, "seconds", "float", DEFAULT_SECONDS, check=lambda v: 0 < v <= MAX_SECONDS,
                          expected=f"a length in seconds, 0 < seconds <= {MAX_SECONDS:g}"),
         "negative_prompt": c.get(t, w, "negative_prompt", "str", None),
+        "bars": c.get(t, w, "bars", "int", 2, check=lambda v: 1 <= v <= 64, expected="a whole number of bars 1..64"),
+        "link": c.get(t, w, "link", "bool", False),
     }
 
 

@@ -5,6 +5,7 @@ Incoming (default 127.0.0.1:9000, prefix ``/steer``)::
     /steer/knob/<name> f     knob position 0..1 (clamped); or the knob's own `osc` address
     /steer/alpha/<name> f    knob by alpha (clamped to its range)
     /steer/prompt s          /steer/seed i          /steer/seconds f
+    /steer/bars i            loop length in bars while Ableton Link sets the tempo
     /steer/preset s          a preset file name inside the presets folder
     /steer/learn s           arm MIDI learn for a knob ("" disarms)
     /steer/play              /steer/stop
@@ -15,7 +16,8 @@ OSC wildcards work through python-osc's dispatcher matching:
 ``/steer/knob/* 0.5`` sets every knob. Feedback to subscribers::
 
     /steer/state/knob/<name> f value f alpha   (coalesced: only the newest is sent)
-    /steer/state/prompt s, /seed i, /seconds f, /playing i, /learn s, /preset s
+    /steer/state/prompt s, /seed i, /seconds f, /bars i, /playing i, /learn s, /preset s
+    /steer/state/link/tempo f, /peers i, /playing i   (with Link on, on every change)
     /steer/progress i done i total s label     (coalesced)
     /steer/loop s wav_path s kind              a rendered loop is ready
     /steer/state/engine s phase s detail       loading -> ready (or error) while a preset's model loads
@@ -158,6 +160,8 @@ class OscServer:
                                gate=self._gate, on_error=self._handler_failed)
         self._thread: threading.Thread | None = None
         self._remove_listener = state.add_listener(self._on_change)
+        # More state for a new subscriber, from outside the ControlState: ("/state/link/tempo", (97.0,)), ...
+        self.extra_state: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
 
     @property
     def address(self) -> Address:
@@ -194,6 +198,10 @@ class OscServer:
     def notify_engine(self, phase: str, detail: str = "") -> None:
         self.engine_state = (phase, detail)  # NB: one reference store
         self.feedback.send("/state/engine", phase, detail)
+
+    def notify_link(self, name: str, value: object) -> None:
+        value = int(value) if isinstance(value, bool) else value
+        self.feedback.send(f"/state/link/{name}", value, coalesce=True)
 
     def notify_error(self, kind: str, message: str, *, to: Address | None = None) -> None:
         self._log.warning(kind, "OSC %s: %s", kind, message)
@@ -243,7 +251,7 @@ class OscServer:
         for knob in self.state.snapshot().preset.knobs:
             d.map(knob.osc_address(p), self._knob, knob.name, needs_reply_address=True)
             d.map(f"{p}/alpha/{knob.name}", self._alpha, knob.name, needs_reply_address=True)
-        for name in ("prompt", "seed", "seconds", "preset", "learn", "play", "stop", "subscribe", "unsubscribe"):
+        for name in ("prompt", "seed", "seconds", "bars", "preset", "learn", "play", "stop", "subscribe", "unsubscribe"):
             d.map(f"{p}/{name}", getattr(self, f"_{name}"), needs_reply_address=True)
         d.set_default_handler(self._unknown, needs_reply_address=True)
         return d
@@ -288,6 +296,10 @@ class OscServer:
     def _seconds(self, sender: Address, address: str, *args: Any) -> None:
         if (parsed := self._args(sender, address, args, "f")) is not None:
             self._set(sender, lambda: self.state.set_seconds(parsed[0], source="osc"))
+
+    def _bars(self, sender: Address, address: str, *args: Any) -> None:
+        if (parsed := self._args(sender, address, args, "i")) is not None:
+            self._set(sender, lambda: self.state.set_bars(parsed[0], source="osc"))
 
     def _learn(self, sender: Address, address: str, *args: Any) -> None:
         if (parsed := self._args(sender, address, args, "s")) is not None:
@@ -365,8 +377,12 @@ class OscServer:
         self.feedback.send("/state/prompt", snap.prompt, only_to=to)
         self.feedback.send("/state/seed", snap.seed, only_to=to)
         self.feedback.send("/state/seconds", snap.seconds, only_to=to)
+        self.feedback.send("/state/bars", snap.bars, only_to=to)
         self.feedback.send("/state/playing", int(snap.playing), only_to=to)
         self.feedback.send("/state/engine", *self.engine_state, only_to=to)
+        for extra in self.extra_state:
+            for address, args in extra():
+                self.feedback.send(address, *args, only_to=to)
 
     def _on_change(self, change: Change) -> None:
         # Runs on whichever thread changed the state: only queue messages here.
@@ -375,7 +391,7 @@ class OscServer:
         elif change.kind == "preset":
             self._server.current = self._build_dispatcher()  # knob addresses changed
             self.feedback.send("/state/preset", str(getattr(change.value, "path", "") or ""))
-        elif change.kind in ("prompt", "seed", "seconds", "playing", "learn"):
+        elif change.kind in ("prompt", "seed", "seconds", "bars", "playing", "learn"):
             value = change.value
             value = int(value) if isinstance(value, bool) else ("" if value is None else value)
             self.feedback.send(f"/state/{change.kind}", value)
