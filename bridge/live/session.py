@@ -37,7 +37,8 @@ from steerbridge.bridge.audio.player import LoopPlayer
 from steerbridge.bridge.audio.sinks import Sink, open_sink
 from steerbridge.bridge.audio.wavfile import slug
 from steerbridge.bridge.control.state import Change, ControlState
-from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
+from steerbridge.bridge.engine_link.client import EngineClient
+from steerbridge.bridge.engine_link.factory import make_client
 from steerbridge.bridge.engine_link.jobs import Progress, WorkerEvent
 from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, restore
 from steerbridge.bridge.live.cache import LoopCache
@@ -69,7 +70,8 @@ class SessionOptions:
     autosave: str | None = None
     autosave_every_s: float = 2.0
     midi: tuple[str, ...] | None = ()  # (): every input port + the virtual port; None: no MIDI
-    engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools)
+    engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools) | "tcp://HOST:PORT"
+    engine_token_file: str | None = None  # a remote engine's token (default: ~/.config/steerbridge/engine.token)
     cache_mb: float = 512.0
     grid: str = "full"  # scheduler grid: "full" | "near" | "none"
     grid_limit: int = 64
@@ -165,10 +167,8 @@ class Session:
 
     def _start_engine(self, preset: Preset) -> None:
         if self.client is None:
-            kind = InProcessClient if self.options.engine == "inprocess" else WorkerClient
-            if self.options.engine not in ("worker", "inprocess"):
-                raise ValueError(f"engine={self.options.engine!r}; use 'worker' or 'inprocess'")
-            self.client = kind(preset.model_source(), device=preset.model.device, backend=preset.model.backend)
+            self.client = make_client(self.options.engine, source=preset.model_source(), device=preset.model.device,
+                                      backend=preset.model.backend, token_file=self.options.engine_token_file)
             self._emit(SessionEvent("status", f"loading model {preset.model_source()!r} ..."))
             self.client.start()
             pid = getattr(self.client, "pid", None)
@@ -340,10 +340,12 @@ class Session:
         if isinstance(event, Progress):
             self.surfaces.notify_progress(event.done, event.total, "render")
             self._emit(SessionEvent("progress", "render", done=event.done, total=event.total))
-        elif isinstance(event, WorkerEvent) and event.kind in ("died", "failed"):
+        elif isinstance(event, WorkerEvent) and event.kind in ("died", "failed", "disconnected"):
+            self.surfaces.notify_engine("disconnected")  # audio goes on from the cached loops
             self._error("engine", event.detail)
-        elif isinstance(event, WorkerEvent) and event.kind == "restarted":
-            self._emit(SessionEvent("status", f"engine restarted: {event.detail}"))
+        elif isinstance(event, WorkerEvent) and event.kind in ("restarted", "reconnected"):
+            self.surfaces.notify_engine("connected")
+            self._emit(SessionEvent("status", f"engine {event.kind}: {event.detail}"))
 
     def _error(self, kind: str, message: str) -> None:
         self.surfaces.notify_error(kind, message)

@@ -86,6 +86,10 @@ class ControlSurfaces:
         if self.osc is not None:
             self.osc.notify_progress(done, total, label)
 
+    def notify_engine(self, state: str) -> None:
+        if self.osc is not None:
+            self.osc.notify_engine(state)
+
     def notify_error(self, kind: str, message: str) -> None:
         if self.osc is not None:
             self.osc.notify_error(kind, message)

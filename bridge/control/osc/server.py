@@ -16,6 +16,7 @@ OSC wildcards work through python-osc's dispatcher matching:
 
     /steer/state/knob/<name> f value f alpha   (coalesced: only the newest is sent)
     /steer/state/prompt s, /seed i, /seconds f, /playing i, /learn s, /preset s
+    /steer/state/engine s                      connected | disconnected (engine process or server lost)
     /steer/progress i done i total s label     (coalesced)
     /steer/loop s wav_path s kind              a rendered loop is ready
     /steer/error s kind s message              also sent to the sender of a bad message
@@ -185,6 +186,10 @@ class OscServer:
     # -- feedback the session sends ----------------------------------------
     def notify_progress(self, done: int, total: int, label: str = "") -> None:
         self.feedback.send("/progress", int(done), int(total), label, coalesce=True)
+
+    def notify_engine(self, state: str) -> None:
+        self.engine_state = state  # sent again to every new subscriber
+        self.feedback.send("/state/engine", state)
 
     def notify_loop(self, wav_path: str | Path, kind: str = "exact") -> None:
         self.feedback.send("/loop", str(wav_path), kind)
@@ -360,6 +365,7 @@ class OscServer:
         self.feedback.send("/state/seed", snap.seed, only_to=to)
         self.feedback.send("/state/seconds", snap.seconds, only_to=to)
         self.feedback.send("/state/playing", int(snap.playing), only_to=to)
+        self.feedback.send("/state/engine", getattr(self, "engine_state", "connected"), only_to=to)
 
     def _on_change(self, change: Change) -> None:
         # Runs on whichever thread changed the state: only queue messages here.
