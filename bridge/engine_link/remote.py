@@ -81,6 +81,8 @@ class RemoteClient(EngineClient):
         return self.info
 
     def close(self) -> None:
+        if self._ctx.closed:
+            return  # closed already (idempotent, like the other clients)
         self._stopping.set()
         self.cancel_all()
         self._wake()
@@ -184,6 +186,9 @@ class RemoteClient(EngineClient):
             self._sock.close(0)
             self._sock = None
         self.state = "disconnected"
+        # Unsent jobs and cancels belong to the lost session: the running job is re-queued
+        # below and everything queued is sent again after the reconnect, each exactly once.
+        self._outbox.clear()
         ticket = self._requeue_running()
         if ticket is not None:
             detail += f"; job {ticket.id} goes back to the queue"
