@@ -26,6 +26,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from steerbridge.bridge.engine_link.jobs import Progress
 from steerbridge.bridge.engine_link.wire import write_new_token
+from steerbridge.bridge.live.monitor import SessionMonitor
 from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
 from support.waiting import wait_for
 
@@ -155,6 +156,10 @@ def test_session_keeps_playing_through_a_server_loss_and_finishes_the_requeued_j
         proc.wait(timeout=10)
         assert wait_for(lambda: "disconnected" in watch.engine, 30), watch.engine
         assert not session.status().engine_alive
+        monitor = SessionMonitor(session)
+        view = monitor.engine()  # what the panel's status strip shows
+        monitor.close()
+        assert not view.alive and view.down == "disconnected" and view.device == address
         assert any(e.kind == "error" and e.source == "engine" and "lost the engine server" in e.message
                    for e in events)
         assert sum(e.kind == "loop" for e in events) == loops_before  # the killed render did not land
