@@ -175,3 +175,15 @@ def test_session_keeps_playing_through_a_server_loss_and_finishes_the_requeued_j
         session.close()
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_engine_flag_mistakes_are_said_before_anything_starts(tmp_path) -> None:
+    bad_address = _cli("serve", "--preset", "tiny", "--output", "null", "--engine", "127.0.0.1:5599")
+    assert bad_address.returncode == 2 and "write tcp://HOST:PORT" in bad_address.stderr
+    missing = _cli("serve", "--preset", "tiny", "--output", "null", "--engine", "tcp://127.0.0.1:5599",
+                   "--engine-token", str(tmp_path / "nope.token"))
+    assert missing.returncode == 2 and "nope.token does not exist" in missing.stderr
+    shared = write_new_token(tmp_path / "shared.token")
+    shared.chmod(0o644)
+    readable = _cli("render", "--preset", "tiny", "--engine", "tcp://127.0.0.1:5599", "--engine-token", str(shared))
+    assert readable.returncode == 2 and "chmod 600" in readable.stderr and "Traceback" not in readable.stderr

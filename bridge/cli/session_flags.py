@@ -87,11 +87,14 @@ def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptio
 
 def _engine(args: argparse.Namespace) -> str:
     if args.engine is not None:
+        from steerbridge.bridge.engine_link.factory import client_key
         from steerbridge.bridge.engine_link.remote import check_address
 
         if args.in_process:
             raise ValueError("--engine and --in-process both say where to render; pick one")
-        return check_address(args.engine)
+        address = check_address(args.engine)
+        client_key(args.engine_token)  # a missing or readable-by-others token file: said now, not mid-start
+        return address
     return "inprocess" if args.in_process else "worker"
 
 
