@@ -187,3 +187,6 @@ def test_engine_flag_mistakes_are_said_before_anything_starts(tmp_path) -> None:
     shared.chmod(0o644)
     readable = _cli("render", "--preset", "tiny", "--engine", "tcp://127.0.0.1:5599", "--engine-token", str(shared))
     assert readable.returncode == 2 and "chmod 600" in readable.stderr and "Traceback" not in readable.stderr
+    for extra in ([], ["--allow-remote"]):  # beyond loopback: both the flag and an explicit token file
+        exposed = _cli("engine-server", "--bind", "tcp://0.0.0.0:5599", *extra)
+        assert exposed.returncode == 2 and "--allow-remote and --token-file" in exposed.stderr
