@@ -276,7 +276,9 @@ class EngineServer:
                     push.send_multipart([peer, *seal(self._key, {**header, "session": nonce}, payloads)],
                                         copy=False)
 
-                self.runner.run(job_id, job, emit=emit, cancelled=lambda k=(peer, job_id): k in self._cancelled)
+                # Stopping cancels the render at its next step: the client re-sends it to the next server.
+                self.runner.run(job_id, job, emit=emit,
+                                cancelled=lambda k=(peer, job_id): k in self._cancelled or self._stop.is_set())
                 self._cancelled.discard((peer, job_id))
                 self.jobs_run += 1
         finally:
