@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -190,3 +191,40 @@ def test_engine_flag_mistakes_are_said_before_anything_starts(tmp_path) -> None:
     for extra in ([], ["--allow-remote"]):  # beyond loopback: both the flag and an explicit token file
         exposed = _cli("engine-server", "--bind", "tcp://0.0.0.0:5599", *extra)
         assert exposed.returncode == 2 and "--allow-remote and --token-file" in exposed.stderr
+
+
+NETNS_CLIENT = """\
+import sys
+from steerbridge.bridge.engine_link.jobs import RenderJob
+from steerbridge.bridge.engine_link.remote import RemoteClient
+from steerbridge.bridge.engine_link.wire import load_token
+client = RemoteClient(sys.argv[1], key=load_token(sys.argv[2]))
+info = client.start(timeout=60)
+(result,) = client.submit(RenderJob(prompt="lan", seconds=0.5, steps=2)).future.result(timeout=120).results
+client.close()
+print(info.fingerprint, result.audio.shape)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare (a private network namespace)")
+def test_a_non_loopback_bind_serves_a_client_holding_the_token(tmp_path, token) -> None:
+    # A private network namespace: 10.213.0.1 is put on its own loopback device, so the
+    # server really listens on a non-loopback address and no packet leaves the namespace.
+    (tmp_path / "client.py").write_text(NETNS_CLIENT)
+    address, py = "tcp://10.213.0.1:5599", sys.executable
+    script = (f"ip link set lo up && ip addr add 10.213.0.1/32 dev lo || exit 77\n"
+              f"{py} -m steerbridge.bridge engine-server --model tiny --bind {address} --allow-remote "
+              f"--token-file {token} --json > {tmp_path}/ready 2>/dev/null & server=$!\n"
+              f"for i in $(seq 600); do [ -s {tmp_path}/ready ] && break; sleep 0.2; done\n"
+              f"{py} {tmp_path}/client.py {address} {token}; code=$?\n"
+              "kill -TERM $server; wait $server; exit $code\n")
+    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, env=_env(),
+                         timeout=600)
+    if out.returncode == 77:
+        pytest.skip(f"cannot set up a network namespace here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    ready = json.loads((tmp_path / "ready").read_text().splitlines()[0])
+    assert ready["address"] == address
+    fingerprint, shape = out.stdout.split(maxsplit=1)
+    assert fingerprint == ready["fingerprint"] and shape.strip() == "(2, 8000)"

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"steerbridge: engine {info.source} ({info.fingerprint}) serving on {server.address}; clients use "
               f"--engine {server.address} --engine-token {token_file}. Ctrl-C to stop.", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: server.stop_soon())
+    # Ctrl-C stops it however it was started (a background job of a script inherits SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve()
     except KeyboardInterrupt:
