@@ -27,7 +27,7 @@ import torch
 from steerbridge import engine
 from steerbridge.engine.cluster.pool import LocalPool
 from steerbridge.engine.cluster.ray_pool import RayPool, import_ray
-from steerbridge.engine.evaluation.bench import _Render, render_item
+from steerbridge.engine.evaluation.bench import RenderItem, render_item
 
 
 def noop(model: object, item: int) -> int:
@@ -53,7 +53,7 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     start_s = time.perf_counter() - t0
     model = engine.load_model("tiny")
-    items = [_Render(engine.RenderRequest(prompt="warm pad with slow chords", seed=s, seconds=args.seconds,
+    items = [RenderItem(engine.RenderRequest(prompt="warm pad with slow chords", seed=s, seconds=args.seconds,
                                           steps=args.steps)) for s in range(args.renders)]
     try:
         local_s, local = timed(LocalPool(model), render_item, items)

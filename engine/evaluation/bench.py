@@ -59,7 +59,8 @@ from steerbridge.engine.runtime.steering import Steering, SteeringTerm
 from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
-__all__ = ["BenchConfig", "BenchRow", "BenchResult", "run_bench", "render_item", "METHODS", "VARIANTS"]
+__all__ = ["BenchConfig", "BenchRow", "BenchResult", "run_bench", "RenderItem", "render_item", "METHODS",
+           "VARIANTS"]
 
 METHODS = ("caa", "austeer", "sae", "prompt")
 VARIANTS = ("localized", "all", "ablated")
@@ -244,7 +245,7 @@ def _vectors(model: tp.Any, c: Concept, config: BenchConfig, pos: SiteFrames, ne
 
 
 @dataclass(frozen=True)
-class _Render:
+class RenderItem:
     """One evaluation render: plain, steered by ``vector`` at ``alpha``, or a prompt blend."""
 
     request: RenderRequest
@@ -254,7 +255,7 @@ class _Render:
     blend: tuple[str, str] | None = None  # (positive, negative) prompts
 
 
-def render_item(model: tp.Any, item: _Render) -> tuple[np.ndarray, int]:
+def render_item(model: tp.Any, item: RenderItem) -> tuple[np.ndarray, int]:
     """A pool task: one evaluation render's audio and sample rate."""
     if item.blend is not None:
         r = render_blend(model, item.request, positive=item.blend[0], negative=item.blend[1], alpha=item.alpha)
@@ -279,10 +280,11 @@ def _evaluate(pool: RenderPool, c: Concept, config: BenchConfig, vectors: dict, 
         req = RenderRequest(prompt=base, **gen)
         p_prompt, n_prompt = c.positive[0].format(base=base), c.negative[0].format(base=base)
         # Every render of this prompt at once (the pool may spread them); scored below, in order.
-        items = [_Render(req), _Render(replace(req, prompt=p_prompt)), _Render(replace(req, prompt=n_prompt))]
+        items = [RenderItem(req), RenderItem(replace(req, prompt=p_prompt)),
+                 RenderItem(replace(req, prompt=n_prompt))]
         for key in keys:
-            items += [_Render(req, alpha=a, blend=(p_prompt, n_prompt)) if key == "prompt/prompt"
-                      else _Render(req, vector=vectors[key][0], layers=vectors[key][1], alpha=a) for a in signed]
+            items += [RenderItem(req, alpha=a, blend=(p_prompt, n_prompt)) if key == "prompt/prompt"
+                      else RenderItem(req, vector=vectors[key][0], layers=vectors[key][1], alpha=a) for a in signed]
         audios = iter(pool.map(render_item, items))
         x0, x0_rate = next(audios)
         s0 = c.score(x0, x0_rate)
