@@ -6,7 +6,8 @@ as with the local clients and sent one at a time over a ZeroMQ DEALER socket
 bytes, once per session, named by their sha256; loops come back as raw float32 frames.
 
 Losing the server is expected on stage (a cable, a crashed GPU box): the client pings every
-``heartbeat_s``; when nothing has been heard for ``dead_after_s`` it reports
+``heartbeat_s``; when nothing has been heard for ``dead_after_s`` (5 s: long enough that a
+busy machine's scheduling hiccup is no false alarm; audio never waits on it) it reports
 ``WorkerEvent("disconnected")``, puts the running job back at the front of the queue and
 reconnects with back-off (0.25 s doubling to 5 s), then reports ``"reconnected"`` and sends
 the queue again. Nothing waits on it meanwhile: the session keeps playing its cached loops.
@@ -52,7 +53,7 @@ def check_address(address: str) -> str:
 
 
 class RemoteClient(EngineClient):
-    def __init__(self, address: str, *, key: bytes, heartbeat_s: float = 0.5, dead_after_s: float = 3.0) -> None:
+    def __init__(self, address: str, *, key: bytes, heartbeat_s: float = 0.5, dead_after_s: float = 5.0) -> None:
         super().__init__()
         self.address, self._key = check_address(address), key
         self._heartbeat_s, self._dead_after_s = heartbeat_s, dead_after_s
