@@ -33,7 +33,8 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from steerbridge.bridge.control.state import Change
-from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
+from steerbridge.bridge.engine_link.client import EngineClient
+from steerbridge.bridge.engine_link.factory import make_client
 from steerbridge.bridge.live.monitor import SessionMonitor
 from steerbridge.bridge.live.session import Session, SessionEvent, SessionOptions
 from steerbridge.bridge.presets.model import Preset, load_preset, save_preset
@@ -217,8 +218,8 @@ class SessionController(QObject):
 
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, preset: Preset) -> EngineClient:
-        kind = InProcessClient if self.options.engine == "inprocess" else WorkerClient
-        return kind(preset.model_source(), device=preset.model.device)
+        return make_client(self.options.engine, source=preset.model_source(), device=preset.model.device,
+                           token_file=self.options.engine_token_file)
 
     def _on_change(self, gen: int, change: Change) -> None:
         # Any thread. Only a MIDI learn matters here: it has already written

@@ -15,7 +15,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("demo", "serve", "gui", "render", "extract", "localize", "bench", "export_onnx", "doctor")
+_COMMANDS = ("demo", "serve", "gui", "render", "extract", "localize", "bench", "export_onnx", "engine_server", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ EPILOG = """examples:
   steerbridge bench --model tiny --out out/bench --quick
   steerbridge bench --model demo --out out/bench --json
   steerbridge bench --model demo --out out/bench --concept mood --concept tempo --alphas 0.25,0.5,1
+  steerbridge bench --model demo --out out/bench --ray auto   # renders on a Ray cluster, same results
 
 Runs CAA, AUSteer, SAE (each on the functional layers found by activation patching, on
 all layers, and on all but the functional ones) and the prompt-blend baseline, for each
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-multi", action="store_true", help="skip the multi-concept part (pairs, triples, mood "
                                                             "orthogonalised against tempo)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 with --quick)")
+    from steerbridge.bridge.cli.ray_flags import add_ray_flags
+
+    add_ray_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -97,6 +101,10 @@ def _clean(v):
 def run(args: argparse.Namespace) -> int:
     from steerbridge.bridge.cli.common import emit_json, fail
 
+    from steerbridge.bridge.cli.ray_flags import ray_pool, ray_problem
+
+    if (problem := ray_problem(args)) is not None:
+        return fail(problem)
     quiet = args.json
     t0 = time.perf_counter()
     try:
@@ -107,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = _config(args)
         model = engine.load_model(args.model)
         log = None if quiet else (lambda msg: print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr))
-        res = run_bench(model, cfg, log=log)
+        with ray_pool(args, args.model, model) as pool:
+            res = run_bench(model, cfg, log=log, pool=pool)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     except Exception as exc:  # EngineError and friends: a message, not a traceback

@@ -8,7 +8,7 @@ import os
 import platform
 import typing as tp
 
-__all__ = ["register", "collect"]
+__all__ = ["register", "collect", "remote_engine"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="report installed packages, torch build, devices, audio and MIDI backends",
                        description="Check the installation: Python and torch build, threads, devices, whether "
                                    "stable-audio-tools imports, which audio/MIDI backends and ports exist.")
+    p.add_argument("--engine", metavar="tcp://HOST:PORT",
+                   help="also check a remote `steerbridge engine-server`: reachable, token accepted, its model")
+    p.add_argument("--engine-token", metavar="FILE",
+                   help="that server's token file (default: ~/.config/steerbridge/engine.token)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -74,6 +78,30 @@ def _midi() -> dict[str, tp.Any]:
     return {"backend": backend, "rtmidi_apis": apis, "inputs": _try(lambda: mido.get_input_names())}
 
 
+def remote_engine(address: str, token_file: str | None) -> dict[str, tp.Any]:
+    """Connect to an engine server as `serve --engine` would: what answered, and with which model."""
+    import time
+
+    from steerbridge.bridge.engine_link.factory import client_key
+    from steerbridge.bridge.engine_link.remote import RemoteClient, RemoteRefused, check_address
+
+    out: dict[str, tp.Any] = {"address": address, "reachable": False, "authenticated": False}
+    try:
+        client = RemoteClient(check_address(address), key=client_key(token_file))
+    except (ValueError, OSError) as exc:
+        return {**out, "error": str(exc)}
+    t0 = time.perf_counter()
+    try:
+        info = client.start(timeout=5.0)
+    except RemoteRefused as exc:
+        return {**out, "reachable": exc.kind != "Unreachable", "error": str(exc)}
+    finally:
+        client.close()
+    return {**out, "reachable": True, "authenticated": True, "model": info.source, "fingerprint": info.fingerprint,
+            "sample_rate": info.sample_rate, "channels": info.channels, "layers": info.num_layers,
+            "connect_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
 def _hints(report: dict[str, tp.Any]) -> list[str]:
     hints = []
     midi = report.get("midi", {})
@@ -84,13 +112,16 @@ def _hints(report: dict[str, tp.Any]) -> list[str]:
     if "error" in audio or not audio.get("output_devices"):
         hints.append("Audio: no output device. `serve --output wav:DIR` writes loops as WAV files, "
                      "`--output null` runs on an offline clock.")
+    remote = report.get("remote_engine")
+    if remote is not None and not remote.get("authenticated"):
+        hints.append(f"Remote engine: {remote.get('error')}")
     if report.get("models", {}).get("demo") == "not installed":
         hints.append("The embedded demo model is not installed; use --model tiny (random weights) or a "
                      "Stable Audio Open folder.")
     return hints
 
 
-def collect() -> dict[str, tp.Any]:
+def collect(*, engine: str | None = None, engine_token: str | None = None) -> dict[str, tp.Any]:
     report = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -104,6 +135,8 @@ def collect() -> dict[str, tp.Any]:
         "midi": _try(_midi),
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1",
     }
+    if engine is not None:
+        report["remote_engine"] = remote_engine(engine, engine_token)
     report["hints"] = _hints(report)
     return report
 
@@ -111,10 +144,12 @@ def collect() -> dict[str, tp.Any]:
 def run(args: argparse.Namespace) -> int:
     from steerbridge.bridge.cli.common import emit_json
 
-    report = collect()
+    report = collect(engine=args.engine, engine_token=args.engine_token)
+    # a remote engine that was asked about and does not work is a failed check (scripts, set-up)
+    code = 1 if args.engine is not None and not report["remote_engine"]["authenticated"] else 0
     if args.json:
         emit_json(report)
-        return 0
+        return code
     for key, value in report.items():
         if isinstance(value, list):
             print(f"{key}:")
@@ -126,4 +161,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {k}: {v}")
         else:
             print(f"{key}: {value}")
-    return 0
+    return code

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", action="store_true", help="unit-normalise each layer's vector")
     p.add_argument("--out", type=Path, help="output .safetensors file (default: out/extract/CONCEPT.safetensors)")
     p.add_argument("--quiet", action="store_true")
+    from steerbridge.bridge.cli.ray_flags import add_ray_flags
+
+    add_ray_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"cannot read prompts: {exc}")
     if not pos or not neg:
         return fail("give at least one --positive and one --negative prompt (or --positive-file/--negative-file)")
+    from steerbridge.bridge.cli.ray_flags import ray_pool, ray_problem
+
+    if (problem := ray_problem(args)) is not None:
+        return fail(problem)
     from steerbridge import engine
     from steerbridge.bridge.cli.common import ProgressBar
 
@@ -77,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = engine.load_model(args.model)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-        vec = engine.extract_caa(model, positive=pos, negative=neg, concept=args.concept, site=args.site,
-                                 layers=layers, seed=args.seed, seconds=args.seconds, steps=args.steps,
-                                 cfg_scale=args.cfg_scale, per_step=args.per_step, normalize=args.normalize,
-                                 progress=lambda done, total: bar.update_to(done))
+        with ray_pool(args, args.model, model) as pool:
+            vec = engine.extract_caa(model, positive=pos, negative=neg, concept=args.concept, site=args.site,
+                                     layers=layers, seed=args.seed, seconds=args.seconds, steps=args.steps,
+                                     cfg_scale=args.cfg_scale, per_step=args.per_step, normalize=args.normalize,
+                                     progress=lambda done, total: bar.update_to(done), pool=pool)
         path = engine.save_vector(vec, args.out)
     except (engine.EngineError, ValueError) as exc:
         return fail(str(exc))

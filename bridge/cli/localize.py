@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -43,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", type=Path, help="write the layers: .toml (preset snippet) or .json (full result)")
     p.add_argument("--quiet", action="store_true")
+    from steerbridge.bridge.cli.ray_flags import add_ray_flags
+
+    add_ray_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -63,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         return fail(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
+    from steerbridge.bridge.cli.ray_flags import ray_pool, ray_problem
+
+    if (problem := ray_problem(args)) is not None:
+        return fail(problem)
     from steerbridge.bridge.cli.bench import set_threads
 
     set_threads(args.threads, quick=False)
@@ -71,10 +79,16 @@ def run(args: argparse.Namespace) -> int:
     from steerbridge.engine.runtime.errors import EngineError
 
     t0 = time.perf_counter()
+    stack = contextlib.ExitStack()
     try:
         concept = get_concept(args.concept)
         model = engine.load_model(args.model)
         gen = dict(seconds=args.seconds, steps=args.steps, cfg_scale=args.cfg_scale)
+        pool = stack.enter_context(ray_pool(args, args.model, model))  # closed in the finally below
+    except EngineError as exc:
+        stack.close()
+        return fail(str(exc))
+    try:
         if args.method == "patching":
             from steerbridge.engine.localisation.patching import activation_patching
 
@@ -83,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                               quiet=args.quiet or args.json)
             try:
                 res = activation_patching(model, concept=concept.name, pairs=pairs, score=concept.score, seeds=seeds,
-                                          max_width=args.top, progress=lambda d, _t: bar.update_to(d), **gen)
+                                          max_width=args.top, progress=lambda d, _t: bar.update_to(d), pool=pool,
+                                          **gen)
             finally:
                 bar.close()
             layers, values, label = list(res.functional), list(res.impact), "impact (Eq. 2)"
@@ -92,10 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
             pos, neg = concept.prompts()
             res = probe_layers(model, positive=pos, negative=neg, concept=concept.name, top_k=args.top,
-                               seed=seeds[0], per_step=True, **gen)
+                               seed=seeds[0], per_step=True, pool=pool, **gen)
             layers, values, label = list(res.top), list(res.accuracy), "probe accuracy"
     except EngineError as exc:
         return fail(str(exc))
+    finally:
+        stack.close()
     if not layers:
         detail = (f"target and source renders scored {res.target_score:.4g} vs {res.source_score:.4g} on "
                   f"'{concept.descriptor}', so Eq. 2 is undefined or no layer has positive impact"

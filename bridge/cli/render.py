@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="with --preset: set a knob's normalised value 0..1 (repeatable)")
     p.add_argument("--sweep", metavar="NAME=LO:HI:N", help="render N values from LO to HI, same seed")
+    p.add_argument("--engine", metavar="tcp://HOST:PORT",
+                   help="render on a `steerbridge engine-server` (its model; --model is ignored) instead of here")
+    p.add_argument("--engine-token", metavar="FILE",
+                   help="that server's token file (default: ~/.config/steerbridge/engine.token)")
     p.add_argument("--out", type=Path, default=Path("out/render"), help="output folder (default: out/render)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from steerbridge.bridge.cli.common import add_json_flag
@@ -130,6 +134,19 @@ def _plan(args: argparse.Namespace):
     return source, backend, runs
 
 
+def _remote(args: argparse.Namespace):
+    """A started RemoteClient for --engine (its errors say how to fix the address or token)."""
+    from steerbridge.bridge.engine_link.factory import make_client
+
+    client = make_client(args.engine, source="", token_file=args.engine_token)
+    try:
+        client.start()
+    except Exception:
+        client.close()
+        raise
+    return client
+
+
 def run(args: argparse.Namespace) -> int:
     from steerbridge.bridge.cli.common import ProgressBar, emit_json, fail
 
@@ -138,14 +155,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return fail(str(exc).strip("'\""))
     from steerbridge.bridge.audio.wavfile import slug, write_wav
+    from steerbridge.bridge.engine_link.client import EngineJobError
     from steerbridge.bridge.engine_link.jobs import JobFailed, Progress, RenderResult
     from steerbridge.bridge.engine_link.worker import JobRunner
     from steerbridge.engine import EngineError
 
     t0 = time.perf_counter()
     try:
-        runner = JobRunner(source, backend=backend)
-    except EngineError as exc:
+        runner = _remote(args) if args.engine else JobRunner(source, backend=backend)
+    except (EngineError, EngineJobError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     total = sum(job.steps for *_, job in runs)
     bar = ProgressBar(total=total, desc="render", quiet=args.quiet or args.json)
@@ -160,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     events.append(ev)
 
-            runner.run(i, job, emit=on_event, cancelled=lambda: False)
+            runner.run(i, job, emit=on_event, cancelled=lambda: False)  # the same for a RemoteClient
             failed = [e for e in events if isinstance(e, JobFailed)]
             if failed:
                 return fail(failed[0].error)
@@ -173,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
             audios.append((label, result.audio, result.sample_rate))
     finally:
         bar.close()
+        if args.engine:
+            runner.close()
     picture = None
     if len(runs) > 1:
         from steerbridge.bridge.reports.pictures import sweep_grid

@@ -57,6 +57,10 @@ def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_re
                    help="PortAudio output latency (default: low)")
     p.add_argument("--hostapi", default="auto", metavar="API",
                    help="'auto' (JACK when running), 'jack', or part of a host API name such as ALSA")
+    p.add_argument("--engine", metavar="tcp://HOST:PORT",
+                   help="render on a `steerbridge engine-server` (e.g. a GPU box) instead of a local worker")
+    p.add_argument("--engine-token", metavar="FILE",
+                   help="that server's token file (default: ~/.config/steerbridge/engine.token)")
     p.add_argument("--in-process", action="store_true",
                    help="render in this process instead of a worker (debugging; rendering can cause dropouts)")
     p.add_argument("--grid", choices=("full", "near", "none"), default="full",
@@ -88,7 +92,7 @@ def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptio
         osc=None if args.no_osc else args.osc, midi=None if args.no_midi else tuple(args.midi),
         osc_allow_remote=args.osc_allow_remote, osc_allowed=tuple(args.osc_allow),
         autosave=None if args.autosave == "off" else args.autosave,
-        engine="inprocess" if args.in_process else "worker", cache_mb=args.cache_mb, grid=args.grid,
+        engine=_engine(args), engine_token_file=args.engine_token, cache_mb=args.cache_mb, grid=args.grid,
         swap=args.swap, progress=progress, link=args.link, link_quantum=args.quantum)
 
 
@@ -104,6 +108,19 @@ def check_link(options: SessionOptions, preset: Path | None) -> None:
             import_aalink()
         except LinkUnavailable as exc:
             raise ValueError(str(exc)) from None
+
+
+def _engine(args: argparse.Namespace) -> str:
+    if args.engine is not None:
+        from steerbridge.bridge.engine_link.factory import client_key
+        from steerbridge.bridge.engine_link.remote import check_address
+
+        if args.in_process:
+            raise ValueError("--engine and --in-process both say where to render; pick one")
+        address = check_address(args.engine)
+        client_key(args.engine_token)  # a missing or readable-by-others token file: said now, not mid-start
+        return address
+    return "inprocess" if args.in_process else "worker"
 
 
 def preset_path(text: str | None) -> Path | None:

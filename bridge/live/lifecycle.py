@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from steerbridge.bridge.engine_link.client import EngineClient, InProcessClient, WorkerClient
+from steerbridge.bridge.engine_link.client import EngineClient
+from steerbridge.bridge.engine_link.factory import make_client
 from steerbridge.bridge.live.progress import lower_priority
 
 if TYPE_CHECKING:
@@ -166,10 +167,8 @@ def start_client(preset: Preset, options: SessionOptions,
     if factory is not None:
         client = factory(preset)
     else:
-        if options.engine not in ("worker", "inprocess"):
-            raise ValueError(f"engine={options.engine!r}; use 'worker' or 'inprocess'")
-        kind = InProcessClient if options.engine == "inprocess" else WorkerClient
-        client = kind(preset.model_source(), device=preset.model.device, backend=preset.model.backend)
+        client = make_client(options.engine, source=preset.model_source(), device=preset.model.device,
+                             backend=preset.model.backend, token_file=options.engine_token_file)
     try:
         client.start()
     except BaseException:

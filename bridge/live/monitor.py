@@ -61,6 +61,7 @@ class EngineView:
     underruns: int
     xruns: int
     queued: int
+    down: str = "stopped"  # what a dead engine is called: a remote one is "disconnected"
 
 
 class SessionMonitor:
@@ -160,9 +161,10 @@ class SessionMonitor:
         info = status.info if status is not None else None
         detail = f"{info.num_layers} layers · {info.sample_rate / 1000:g} kHz" if info is not None else ""
         pstats = s.player.stats() if s.player is not None else None
+        remote = getattr(client, "address", None)  # a RemoteClient: the server's address is the device
         return EngineView(
             model=preset.model.source if preset.model.source in ("tiny", "demo") else preset.model_source(),
-            device=preset.model.device, alive=bool(status and status.alive), detail=detail,
+            device=remote or preset.model.device, down="disconnected" if remote else "stopped", alive=bool(status and status.alive), detail=detail,
             last_render_s=self._last_render_s, renders=self._renders,
             underruns=pstats.underruns if pstats else 0, xruns=s.sink.xruns if s.sink is not None else 0,
             queued=status.queued if status is not None else 0)

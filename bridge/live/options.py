@@ -22,7 +22,8 @@ class SessionOptions:
     autosave: str | None = None
     autosave_every_s: float = 2.0
     midi: tuple[str, ...] | None = ()  # (): every input port + the virtual port; None: no MIDI
-    engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools)
+    engine: str = "worker"  # "worker" (spawned process) | "inprocess" (tests, tools) | "tcp://HOST:PORT"
+    engine_token_file: str | None = None  # a remote engine's token (default: ~/.config/steerbridge/engine.token)
     cache_mb: float = 512.0
     grid: str = "full"  # scheduler grid: "full" | "near" | "none"
     grid_limit: int = 64

@@ -374,10 +374,12 @@ class Session:
         if isinstance(event, Progress):
             self.surfaces.notify_progress(event.done, event.total, "render")
             self._emit(SessionEvent("progress", "render", done=event.done, total=event.total))
-        elif isinstance(event, WorkerEvent) and event.kind in ("died", "failed"):
+        elif isinstance(event, WorkerEvent) and event.kind in ("died", "failed", "disconnected"):
+            self.surfaces.notify_engine("disconnected")  # audio goes on from the cached loops
             self._error("engine", event.detail)
-        elif isinstance(event, WorkerEvent) and event.kind == "restarted":
-            self._emit(SessionEvent("status", f"engine restarted: {event.detail}"))
+        elif isinstance(event, WorkerEvent) and event.kind in ("restarted", "reconnected"):
+            self.surfaces.notify_engine("connected")
+            self._emit(SessionEvent("status", f"engine {event.kind}: {event.detail}"))
 
     def _error(self, kind: str, message: str) -> None:
         self.surfaces.notify_error(kind, message)

@@ -88,7 +88,7 @@ class ControlSurfaces:
         if self.osc is not None:
             self.osc.notify_progress(done, total, label)
 
-    def notify_engine(self, phase: str, detail: str) -> None:
+    def notify_engine(self, phase: str, detail: str = "") -> None:
         if self.osc is not None:
             self.osc.notify_engine(phase, detail)
 

@@ -20,6 +20,11 @@ One run, side by side, on one resident model (TADA Sec. 5 on a small scale):
    triples at the largest alpha, and mood orthogonalised against tempo
    (engine/multiconcept.py).
 
+With a ``pool`` (e.g. Ray actors, :mod:`steerbridge.engine.cluster`), the patching pairs,
+the CAA prompts and every evaluation render run there as independent tasks, gathered in
+order, so the result is the one the local run gives; recording for AUSteer/SAE, SAE
+training and the multi-concept part stay on the caller's model.
+
 Activation alphas are in units of the site's mean activation norm
 (``alpha_units="norm"``), so methods whose raw vectors differ in scale
 (CAA mean differences, AUSteer's +-1 entries, unit SAE decoder columns) are
@@ -37,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from steerbridge.engine.cluster.pool import LocalPool, RenderPool
 from steerbridge.engine.evaluation.concepts import EXTRACT_BASES, HELD_OUT_BASES, Concept, get_concept
 from steerbridge.engine.evaluation.metrics import Curve, curve_auc, direction_curve, preservation_distance, smoothness
 from steerbridge.engine.evaluation.multiconcept import MultiResult, from_bench
@@ -53,7 +59,8 @@ from steerbridge.engine.runtime.steering import Steering, SteeringTerm
 from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
-__all__ = ["BenchConfig", "BenchRow", "BenchResult", "run_bench", "METHODS", "VARIANTS"]
+__all__ = ["BenchConfig", "BenchRow", "BenchResult", "run_bench", "RenderItem", "render_item", "METHODS",
+           "VARIANTS"]
 
 METHODS = ("caa", "austeer", "sae", "prompt")
 VARIANTS = ("localized", "all", "ablated")
@@ -160,8 +167,9 @@ def _layer_sets(functional: tuple[int, ...], n: int) -> dict[str, tuple[int, ...
     return {k: v for k, v in sets.items() if v}
 
 
-def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
-    """Run the whole comparison; ``log`` receives one line per stage."""
+def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] | None = None,
+              pool: RenderPool | None = None) -> BenchResult:
+    """Run the whole comparison; ``log`` receives one line per stage; ``pool``: where renders run."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     res = BenchResult(config=config, model=model.source, fingerprint=model.fingerprint)
@@ -195,17 +203,18 @@ def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] 
         say(f"localising {c.name}: patching {config.patch_pairs} pair(s) x {n} layers")
         patch = activation_patching(model, concept=c.name, pairs=c.pairs(config.extract_bases)[:config.patch_pairs],
                                     score=c.score, max_width=config.max_width, seeds=(config.seed,),
-                                    seconds=config.seconds, steps=config.steps, cfg_scale=config.cfg_scale)
+                                    seconds=config.seconds, steps=config.steps, cfg_scale=config.cfg_scale,
+                                    pool=pool)
         res.renders += config.patch_pairs * (2 + n)
         probes = probe_activations(pos.means, neg.means, concept=c.name, top_k=config.max_width, per_step=True)
         functional = patch.functional or probes.top  # no positive impact anywhere: fall back to the probes
         res.localization[c.name] = {"patching": patch.as_dict(), "probes": probes.as_dict(),
                                     "functional": list(functional),
                                     "source": "patching" if patch.functional else "probes"}
-        vectors = _vectors(model, c, config, pos, neg, saes, functional, gen)
+        vectors = _vectors(model, c, config, pos, neg, saes, functional, gen, pool)
         res.renders += (2 * len(pos.prompts)) if "caa" in config.methods else 0
         res.vectors.update({f"{c.name}/{k}": v for k, (v, _) in vectors.items()})
-        _evaluate(model, c, config, vectors, res, gen, say)
+        _evaluate(pool or LocalPool(model), c, config, vectors, res, gen, say)
     if config.multi:  # one concept (quick): skipped with its reason, no renders
         res.multi = from_bench(model, res, log=say)
         res.renders += res.multi.renders
@@ -214,12 +223,14 @@ def run_bench(model: tp.Any, config: BenchConfig, *, log: Callable[[str], None] 
 
 
 def _vectors(model: tp.Any, c: Concept, config: BenchConfig, pos: SiteFrames, neg: SiteFrames, saes: dict,
-             functional: tuple[int, ...], gen: dict) -> dict[str, tuple[ConceptVector, tuple[int, ...] | None]]:
+             functional: tuple[int, ...], gen: dict,
+             pool: RenderPool | None) -> dict[str, tuple[ConceptVector, tuple[int, ...] | None]]:
     """``"method/variant" -> (vector, layers to steer or None for all the vector has)``."""
     out: dict[str, tuple[ConceptVector, tuple[int, ...] | None]] = {}
     sets = _layer_sets(functional, model.num_layers)
     if "caa" in config.methods:
-        caa = extract_caa(model, positive=list(pos.prompts), negative=list(neg.prompts), concept=c.name, **gen)
+        caa = extract_caa(model, positive=list(pos.prompts), negative=list(neg.prompts), concept=c.name, pool=pool,
+                          **gen)
         for v, ls in sets.items():  # one extraction; each variant keeps only its layers (a file a preset can use)
             out[f"caa/{v}"] = (caa.with_tensors({l: caa.tensor(l) for l in ls}), None)
     if "austeer" in config.methods:
@@ -233,7 +244,31 @@ def _vectors(model: tp.Any, c: Concept, config: BenchConfig, pos: SiteFrames, ne
     return out
 
 
-def _evaluate(model: tp.Any, c: Concept, config: BenchConfig, vectors: dict, res: BenchResult, gen: dict,
+@dataclass(frozen=True)
+class RenderItem:
+    """One evaluation render: plain, steered by ``vector`` at ``alpha``, or a prompt blend."""
+
+    request: RenderRequest
+    vector: ConceptVector | None = None
+    layers: tuple[int, ...] | None = None
+    alpha: float = 0.0
+    blend: tuple[str, str] | None = None  # (positive, negative) prompts
+
+
+def render_item(model: tp.Any, item: RenderItem) -> tuple[np.ndarray, int]:
+    """A pool task: one evaluation render's audio and sample rate."""
+    if item.blend is not None:
+        r = render_blend(model, item.request, positive=item.blend[0], negative=item.blend[1], alpha=item.alpha)
+    elif item.vector is not None:
+        r = model.render(item.request, steering=Steering(terms=(SteeringTerm(item.vector, alpha=item.alpha,
+                                                                             layers=item.layers),),
+                                                         alpha_units="norm"))
+    else:
+        r = model.render(item.request)
+    return r.audio, r.sample_rate
+
+
+def _evaluate(pool: RenderPool, c: Concept, config: BenchConfig, vectors: dict, res: BenchResult, gen: dict,
               say: Callable[[str], None]) -> None:
     per_prompt: dict[str, dict[str, list[Curve]]] = {}
     cut: dict[str, list[float]] = {"pos": [], "neg": []}
@@ -243,25 +278,27 @@ def _evaluate(model: tp.Any, c: Concept, config: BenchConfig, vectors: dict, res
     for base in config.eval_bases:
         say(f"evaluating {c.name} on '{base}': {len(keys)} sweeps x {len(signed)} alphas")
         req = RenderRequest(prompt=base, **gen)
-        x0 = model.render(req)
-        s0 = c.score(x0.audio, x0.sample_rate)
         p_prompt, n_prompt = c.positive[0].format(base=base), c.negative[0].format(base=base)
-        for d, prompt in (("pos", p_prompt), ("neg", n_prompt)):
-            r = model.render(replace(req, prompt=prompt))
-            cut[d].append(preservation_distance(r.audio, x0.audio, r.sample_rate))
-            swap_delta[d].append((1 if d == "pos" else -1) * (c.score(r.audio, r.sample_rate) - s0) / c.scale)
+        # Every render of this prompt at once (the pool may spread them); scored below, in order.
+        items = [RenderItem(req), RenderItem(replace(req, prompt=p_prompt)),
+                 RenderItem(replace(req, prompt=n_prompt))]
+        for key in keys:
+            items += [RenderItem(req, alpha=a, blend=(p_prompt, n_prompt)) if key == "prompt/prompt"
+                      else RenderItem(req, vector=vectors[key][0], layers=vectors[key][1], alpha=a) for a in signed]
+        audios = iter(pool.map(render_item, items))
+        x0, x0_rate = next(audios)
+        s0 = c.score(x0, x0_rate)
+        for d in ("pos", "neg"):
+            audio, rate = next(audios)
+            cut[d].append(preservation_distance(audio, x0, rate))
+            swap_delta[d].append((1 if d == "pos" else -1) * (c.score(audio, rate) - s0) / c.scale)
         res.renders += 3
         for key in keys:
             scores, dists = [], []
-            for a in signed:
-                if key == "prompt/prompt":
-                    r = render_blend(model, req, positive=p_prompt, negative=n_prompt, alpha=a)
-                else:
-                    vec, ls = vectors[key]
-                    r = model.render(req, steering=Steering(terms=(SteeringTerm(vec, alpha=a, layers=ls),),
-                                                            alpha_units="norm"))
-                scores.append(c.score(r.audio, r.sample_rate))
-                dists.append(preservation_distance(r.audio, x0.audio, r.sample_rate))
+            for _ in signed:
+                audio, rate = next(audios)
+                scores.append(c.score(audio, rate))
+                dists.append(preservation_distance(audio, x0, rate))
             res.renders += len(signed)
             half = len(signed) // 2
             slot = per_prompt.setdefault(key, {"pos": [], "neg": []})

@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from steerbridge.engine.cluster.pool import RenderPool
 from steerbridge.engine.extraction.record import record_sites
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import Steering
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
-__all__ = ["extract_caa", "expand_templates", "collect_site_means"]
+__all__ = ["extract_caa", "expand_templates", "collect_site_means", "record_prompt"]
 
 
 def expand_templates(templates: Sequence[str], bases: Sequence[str]) -> list[str]:
@@ -34,11 +35,40 @@ def expand_templates(templates: Sequence[str], bases: Sequence[str]) -> list[str
 def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int,
                        seconds: float, steps: int, cfg_scale: float,
                        on_prompt: Callable[[], None] | None = None,
-                       steering: Steering | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+                       steering: Steering | None = None,
+                       pool: RenderPool | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms.
 
     Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream).
+    ``pool``: record the prompts there (e.g. on Ray), one task each; the result is the same.
     """
+    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale)
+    if pool is None:
+        acts, norms = _record(model, prompts, steering=steering, on_prompt=on_prompt, **kw)
+    else:
+        if steering is not None:
+            raise EngineError("recording on a pool is unsteered; record steered activations locally")
+        acts, norms = {l: [] for l in layers}, {l: [] for l in layers}
+        done = pool.map(record_prompt, [(p, kw) for p in prompts],
+                        progress=None if on_prompt is None else lambda _d, _t: on_prompt())
+        for one_acts, one_norms in done:  # in prompt order: the lists the local loop builds
+            for l in layers:
+                acts[l] += one_acts[l]
+                norms[l] += one_norms[l]
+    return ({l: torch.stack(a) for l, a in acts.items()},
+            {l: float(sum(n) / len(n)) for l, n in norms.items()})
+
+
+def record_prompt(model: tp.Any, task: tuple[str, dict[str, tp.Any]]) -> tuple[dict[int, list[torch.Tensor]],
+                                                                              dict[int, list[float]]]:
+    """A pool task: one prompt's recording (per-step means and per-call norms, per layer)."""
+    prompt, kw = task
+    return _record(model, [prompt], steering=None, on_prompt=None, **kw)
+
+
+def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int, seconds: float,
+            steps: int, cfg_scale: float, steering: Steering | None,
+            on_prompt: Callable[[], None] | None) -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
     adapter = model.adapter
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
@@ -61,8 +91,7 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
                     norms[l].extend(rec.norms)
                 if on_prompt is not None:
                     on_prompt()
-    return ({l: torch.stack(a) for l, a in acts.items()},
-            {l: float(sum(n) / len(n)) for l, n in norms.items()})
+    return acts, norms
 
 
 def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[str], concept: str,
@@ -70,8 +99,11 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
                 seconds: float = DEFAULT_SECONDS,
                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
                 normalize: bool = False, progress: Callable[[int, int], None] | None = None,
-                show_progress: bool = False) -> ConceptVector:
-    """Difference of mean site activations between positive and negative prompts."""
+                show_progress: bool = False, pool: RenderPool | None = None) -> ConceptVector:
+    """Difference of mean site activations between positive and negative prompts.
+
+    ``pool``: render the prompts there (e.g. Ray actors); the vector is the same as without.
+    """
     if not positive or not negative:
         raise EngineError("CAA needs at least one positive and one negative prompt")
     if site not in model.sites:
@@ -89,7 +121,8 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
         if progress is not None:
             progress(done[0], total)
 
-    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick)
+    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick,
+              pool=pool)
     try:
         pos, pos_norms = collect_site_means(model, positive, **kw)
         neg, neg_norms = collect_site_means(model, negative, **kw)

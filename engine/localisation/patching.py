@@ -37,12 +37,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from steerbridge.engine.cluster.pool import RenderPool
 from steerbridge.engine.extraction.record import swapped_sites
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
-__all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers"]
+__all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers",
+           "patch_pair"]
 
 
 class ContextPatch(nn.Module):
@@ -123,13 +125,51 @@ def functional_layers(impact: Sequence[float], *, layers: Sequence[int] | None =
     return tuple(layers[start:start + width])
 
 
+def patch_pair(model: tp.Any, task: tuple) -> tuple[float, float, list[float]]:
+    """A pool task: target, source and per-layer patched scores of one (target, source, seed)."""
+    with context_patches(model.adapter, task[3]) as patches:
+        return _one_pair(model, patches, *task, tick=None)
+
+
+def _one_pair(model: tp.Any, patches: dict[int, tp.Any], target: str, source: str, seed: int, layers: Sequence[int],
+              score: Callable[[np.ndarray, int], float], gen: dict[str, tp.Any],
+              *, tick: Callable[[], None] | None) -> tuple[float, float, list[float]]:
+    def run(prompt: str) -> float:
+        r = model.render(RenderRequest(prompt=prompt, seed=seed, **gen))
+        if tick is not None:
+            tick()
+        return score(r.audio, r.sample_rate)
+
+    for p in patches.values():
+        p.capture, p.captured, p.replacement = True, None, None
+    tgt = run(target)
+    for p in patches.values():
+        if p.captured is None:
+            raise EngineError("the target run never called cross-attention with a context; "
+                              "does this model condition on text through cross-attention?")
+        p.capture = False
+    src = run(source)
+    patched = []
+    for l in layers:
+        patches[l].replacement = patches[l].captured
+        try:
+            patched.append(run(source))
+        finally:
+            patches[l].replacement = None
+    return tgt, src, patched
+
+
 def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[str, str]],
                         score: Callable[[np.ndarray, int], float], layers: Sequence[int] | None = None,
                         seeds: Sequence[int] = (0,), seconds: float = DEFAULT_SECONDS,
                         steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE,
                         share: float = 0.6, max_width: int = 2,
-                        progress: Callable[[int, int], None] | None = None) -> PatchingResult:
-    """Impact of each cross-attention layer on ``concept`` for (target, source) prompt ``pairs``."""
+                        progress: Callable[[int, int], None] | None = None,
+                        pool: RenderPool | None = None) -> PatchingResult:
+    """Impact of each cross-attention layer on ``concept`` for (target, source) prompt ``pairs``.
+
+    ``pool``: run each (pair, seed) there as one task (e.g. on Ray); the result is the same.
+    """
     if "cross_attn" not in model.sites:
         raise EngineError(f"activation patching needs cross-attention layers; this model has sites {model.sites}")
     if not pairs or not seeds:
@@ -142,32 +182,26 @@ def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[st
     tgt_s: list[float] = []
     patched: list[list[float]] = [[] for _ in layers]
 
-    def run(prompt: str, seed: int) -> float:
+    def tick() -> None:
         nonlocal done
-        r = model.render(RenderRequest(prompt=prompt, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale))
         done += 1
         if progress is not None:
             progress(done, total)
-        return score(r.audio, r.sample_rate)
 
-    with context_patches(model.adapter, layers) as patches:
-        for target, source in pairs:
-            for seed in seeds:
-                for p in patches.values():
-                    p.capture, p.captured, p.replacement = True, None, None
-                tgt_s.append(run(target, seed))
-                for p in patches.values():
-                    if p.captured is None:
-                        raise EngineError("the target run never called cross-attention with a context; "
-                                          "does this model condition on text through cross-attention?")
-                    p.capture = False
-                src_s.append(run(source, seed))
-                for i, l in enumerate(layers):
-                    patches[l].replacement = patches[l].captured
-                    try:
-                        patched[i].append(run(source, seed))
-                    finally:
-                        patches[l].replacement = None
+    gen = dict(seconds=seconds, steps=steps, cfg_scale=cfg_scale)
+    tasks = [(target, source, seed, layers, score, gen) for target, source in pairs for seed in seeds]
+    if pool is None:
+        with context_patches(model.adapter, layers) as patches:
+            outcomes = [_one_pair(model, patches, *task, tick=tick) for task in tasks]
+    else:
+        per_task = 2 + len(layers)
+        outcomes = pool.map(patch_pair, tasks, progress=None if progress is None
+                            else lambda d, _t: progress(d * per_task, total))
+    for tgt, src, scores in outcomes:  # in (pair, seed) order, as the local loop makes them
+        tgt_s.append(tgt)
+        src_s.append(src)
+        for i, value in enumerate(scores):
+            patched[i].append(value)
     src, tgt = float(np.mean(src_s)), float(np.mean(tgt_s))
     gain = tgt - src
     # A descriptor gap below 1e-9 of its magnitude is numerical noise: Eq. 2 is undefined there.

@@ -122,11 +122,12 @@ def probe_layers(model: tp.Any, *, positive: Sequence[str], negative: Sequence[s
                  site: str = "cross_attn", layers: Sequence[int] | None = None, seed: int = 0,
                  seconds: float = DEFAULT_SECONDS,
                  steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, folds: int = 5, top_k: int = 2,
-                 per_step: bool = False, on_prompt: Callable[[], None] | None = None) -> ProbeResult:
-    """Render the prompts, record ``site`` at ``layers`` and probe each layer."""
+                 per_step: bool = False, on_prompt: Callable[[], None] | None = None,
+                 pool: tp.Any = None) -> ProbeResult:
+    """Render the prompts, record ``site`` at ``layers`` and probe each layer (``pool``: render there)."""
     layers = list(range(model.num_layers)) if layers is None else sorted(set(int(l) for l in layers))
     kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale,
-              on_prompt=on_prompt)
+              on_prompt=on_prompt, pool=pool)
     pos, _ = collect_site_means(model, positive, **kw)
     neg, _ = collect_site_means(model, negative, **kw)
     return probe_activations(pos, neg, concept=concept, site=site, folds=folds, top_k=top_k, per_step=per_step)

@@ -55,7 +55,7 @@ class StatusStrip(QFrame):
 
     def show_engine(self, view: EngineView, *, starting: bool) -> None:
         self.engine_led.set_color("heard" if view.alive else ("pending" if starting else "error"))
-        state = "loading…" if starting and not view.alive else ("" if view.alive else "stopped")
+        state = "loading…" if starting and not view.alive else ("" if view.alive else view.down)
         detail = f" · {view.detail}" if view.detail else ""
         self.engine_label.setText(f"{view.model} · {view.device}{detail}" + (f" · {state}" if state else ""))
         last = "—" if view.last_render_s is None else f"{view.last_render_s:.2f} s"

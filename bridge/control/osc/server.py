@@ -18,9 +18,10 @@ OSC wildcards work through python-osc's dispatcher matching:
     /steer/state/knob/<name> f value f alpha   (coalesced: only the newest is sent)
     /steer/state/prompt s, /seed i, /seconds f, /bars i, /playing i, /learn s, /preset s
     /steer/state/link/tempo f, /peers i, /playing i   (with Link on, on every change)
+    /steer/state/engine s phase s detail       connected | disconnected (engine process or server lost)
     /steer/progress i done i total s label     (coalesced)
     /steer/loop s wav_path s kind              a rendered loop is ready
-    /steer/state/engine s phase s detail       loading -> ready (or error) while a preset's model loads
+                                               loading -> ready (or error) while a preset's model loads
     /steer/error s kind s message              also sent to the sender of a bad message
 
 Threads: the server thread runs the handlers; they are thin (parse, clamp, set
