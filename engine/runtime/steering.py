@@ -138,6 +138,9 @@ class StepGate(nn.Module):
         self.cfg_mode = DEFAULT_CFG_MODE
         self.start_step = 0
         self.steps_done = 0
+        # The family's CFG batch layout: stable-audio-tools batches [cond, uncond],
+        # diffusers pipelines [uncond, cond]. Set once by the adapter.
+        self.uncond_first = False
         # What the latest model call looked like, for recorders (steerbridge.engine.extraction.record).
         self.last_rows = 0
         self.last_cfg_active = False
@@ -154,8 +157,8 @@ class StepGate(nn.Module):
     def before_forward(self, *, rows: int, cfg_active: bool) -> None:
         """Set row gates for one model call of ``rows`` rows.
 
-        stable-audio-tools batches CFG as ``[cond, uncond]``; with CFG off the
-        single pass is conditional.
+        With CFG the batch is ``[cond, uncond]`` or, with ``uncond_first``,
+        ``[uncond, cond]``; with CFG off the single pass is conditional.
         """
         if rows > self.gate.numel():
             raise EngineError(f"batch of {rows} rows exceeds the steering gate size {self.gate.numel()}")
@@ -167,10 +170,18 @@ class StepGate(nn.Module):
             g.zero_()
         elif cfg_active:
             half = rows // 2
-            g[:half].fill_(cond)
-            g[half:rows].fill_(uncond)
+            first, second = (uncond, cond) if self.uncond_first else (cond, uncond)
+            g[:half].fill_(first)
+            g[half:rows].fill_(second)
         else:
             g[:rows].fill_(cond)
+
+    def cond_rows(self, rows: int) -> slice:
+        """Which of the latest call's ``rows`` rows are conditional (for recorders and patches)."""
+        if not self.last_cfg_active:
+            return slice(0, rows)
+        half = rows // 2
+        return slice(half, rows) if self.uncond_first else slice(0, half)
 
 
 class SiteWrapper(nn.Module):
