@@ -80,9 +80,16 @@ def _stable_audio() -> Family:
                   "model_config.json + model.safetensors (stable-audio-tools)", tiny=sat_source.load_tiny, onnx=True)
 
 
+def _sao_diffusers() -> Family:
+    from steerbridge.engine.adapters import diffusers_sao as m
+
+    return Family(m.FAMILY, m.SaoDiffusersAdapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming StableAudioPipeline", tiny=m.build_tiny)
+
+
 # Built-in families are described lazily: a family's code (and its optional
 # dependencies) is imported only when a model of it is recognised or loaded.
-_FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio}
+_FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers}
 
 
 def register_family(spec: Family | Callable[[], Family], *, name: str | None = None) -> None:
