@@ -80,7 +80,15 @@ def _sao_diffusers(layers: int):
     return build_tiny(width=1536, heads=24, layers=layers, window=1024)
 
 
-FAMILY_DIMS = {"sao-diffusers": _sao_diffusers}
+def _ace_step(layers: int):
+    from steerbridge.engine.adapters.ace_step import build_tiny
+
+    # ACE-Step 1.5: 2048 wide, 24 layers, 16 heads of 128; 25 latent frames a second (48 kHz / 1920). An 800 Hz
+    # tiny decoder (32x) gives the same 25 frames a second, so the DiT sees a real loop's sequence length.
+    return build_tiny(width=2048, heads=16, head_dim=128, layers=layers, sample_rate=800)
+
+
+FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step}
 
 
 def measure(name: str, cfg: dict | SteerableModel, *, repeats: int, steps: int, seconds: float) -> tuple[float, float]:

@@ -15,7 +15,9 @@ from steerbridge.engine.runtime.render import RenderRequest, load_model
 from steerbridge.engine.runtime.steering import Steering, SteeringTerm, steer
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta, load_vector, save_vector
 
-FAMILIES = ["sao-diffusers"]
+FAMILIES = ["sao-diffusers", "ace-step", "sa3"]
+# Which half of the CFG batch is unconditional, as each pipeline's __call__ batches it (see the adapters).
+UNCOND_FIRST = {"sao-diffusers": True, "ace-step": False, "sa3": True}
 _MODELS: dict[str, object] = {}
 
 
@@ -69,12 +71,12 @@ def cond_row(model) -> int:
 
 def test_cfg_layout_is_what_the_pipeline_really_batches(model):
     # The row whose text context follows the prompt is the conditional one; the other does not change.
-    a, b = run(model, prompt="bright synth").contexts[0], run(model, prompt="dark pad").contexts[0]
+    a, b = run(model, prompt="bright synth").contexts[0], run(model, prompt="gloomy synth").contexts[0]  # same length
     assert a.shape[0] == 2
     c, u = cond_row(model), 1 - cond_row(model)
     assert not torch.equal(a[c], b[c])
     assert torch.equal(a[u], b[u])
-    assert model.adapter.gate.uncond_first  # diffusers: [uncond, cond]
+    assert model.adapter.gate.uncond_first == UNCOND_FIRST[model.family]
 
 
 def test_cond_only_adds_exactly_alpha_v_to_conditional_rows(model):
@@ -205,11 +207,12 @@ def test_patching_finds_a_planted_functional_layer(model):
         for layer in range(planted.num_layers):
             if layer != only:
                 parent, name = planted.adapter.site_slot("cross_attn", layer)
-                out = getattr(parent, name).to_out[0]
+                out = getattr(parent, name).to_out
+                out = out[0] if isinstance(out, nn.ModuleList) else out
                 out.weight.zero_()
                 if out.bias is not None:
                     out.bias.zero_()
-    res = activation_patching(planted, concept="brightness", pairs=[("bright piano loop", "dark piano loop")],
+    res = activation_patching(planted, concept="brightness", pairs=[("bright piano loop", "gloomy piano loop")],
                               score=get_concept("brightness").score, seconds=0.5, steps=3, cfg_scale=6.0)
     assert res.target_score != res.source_score
     assert res.impact[only] == pytest.approx(1.0, abs=1e-9)

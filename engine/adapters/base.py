@@ -87,9 +87,24 @@ def _sao_diffusers() -> Family:
                   "a diffusers folder: model_index.json naming StableAudioPipeline", tiny=m.build_tiny)
 
 
+def _ace_step() -> Family:
+    from steerbridge.engine.adapters import ace_step as m
+
+    return Family(m.FAMILY, m.AceStepAdapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming AceStepPipeline", tiny=m.build_tiny)
+
+
+def _sa3() -> Family:
+    from steerbridge.engine.adapters import stable_audio_3 as m
+
+    return Family(m.FAMILY, m.StableAudio3Adapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming StableAudio3Pipeline", tiny=m.build_tiny)
+
+
 # Built-in families are described lazily: a family's code (and its optional
 # dependencies) is imported only when a model of it is recognised or loaded.
-_FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers}
+_FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers,
+                                                       "ace-step": _ace_step, "sa3": _sa3}
 
 
 def register_family(spec: Family | Callable[[], Family], *, name: str | None = None) -> None:

@@ -58,7 +58,7 @@ def char_tokenizer(max_length: int) -> tp.Any:
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for ch in string.ascii_lowercase + string.digits + " .,-'":
+    for ch in string.ascii_lowercase + string.digits + string.punctuation + " \n":
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")

@@ -28,11 +28,12 @@ from torch import nn
 
 from steerbridge.engine.extraction.record import record_sites
 from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.runtime.steering import SiteModule
 
 __all__ = ["FrameTap", "SiteFrames", "collect_site_frames"]
 
 
-class FrameTap(nn.Module):
+class FrameTap(SiteModule):
     """Passes through; keeps the conditional rows' per-frame output for chosen steps."""
 
     def __init__(self, inner: nn.Module, *, gate: tp.Any, every: int, max_frames: int | None) -> None:

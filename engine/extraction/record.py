@@ -17,10 +17,12 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from steerbridge.engine.runtime.steering import SiteModule
+
 __all__ = ["SiteRecorder", "record_sites", "swapped_sites"]
 
 
-class SiteRecorder(nn.Module):
+class SiteRecorder(SiteModule):
     def __init__(self, inner: nn.Module, *, gate: tp.Any) -> None:
         super().__init__()
         self.inner = inner

@@ -40,12 +40,13 @@ from torch import nn
 from steerbridge.engine.extraction.record import swapped_sites
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
+from steerbridge.engine.runtime.steering import SiteModule
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers"]
 
 
-class ContextPatch(nn.Module):
+class ContextPatch(SiteModule):
     """Wraps a cross-attention module: captures its context, or replaces the conditional rows' context.
 
     ``context_kwarg`` is the keyword the family's blocks pass the text context by

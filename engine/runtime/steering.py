@@ -34,7 +34,7 @@ from steerbridge.engine.runtime.errors import EngineError, VectorMismatchError
 from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE
 
-__all__ = ["Steering", "SteeringTerm", "StepGate", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
+__all__ = ["Steering", "SteeringTerm", "StepGate", "SiteModule", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
            "site_offsets"]
 
 
@@ -184,7 +184,25 @@ class StepGate(nn.Module):
         return slice(half, rows) if self.uncond_first else slice(0, half)
 
 
-class SiteWrapper(nn.Module):
+class SiteModule(nn.Module):
+    """Base of every module swapped in at a site: reads of attributes it lacks go to the wrapped ``inner``.
+
+    Model code may look inside a block it calls (ACE-Step's DiT reads
+    ``layers[0].self_attn.processor``); with a wrapper in the slot that read must
+    still find the original block's attribute.
+    """
+
+    def __getattr__(self, name: str) -> tp.Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self._modules.get("inner")
+            if inner is None or name == "inner":
+                raise
+            return getattr(inner, name)
+
+
+class SiteWrapper(SiteModule):
     """Runs the original site module, then adds the gated offset for the current step."""
 
     def __init__(self, inner: nn.Module, *, gate: StepGate, dim: int, dtype: torch.dtype,
