@@ -88,7 +88,15 @@ def _ace_step(layers: int):
     return build_tiny(width=2048, heads=16, head_dim=128, layers=layers, sample_rate=800)
 
 
-FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step}
+def _sa3(layers: int):
+    from steerbridge.engine.adapters.stable_audio_3 import build_tiny
+
+    # Stable Audio 3 (diffusers defaults): 1536 wide, 24 layers, 24 heads, 64 memory tokens; its SAME codec makes
+    # ~10.8 latent frames a second (44.1 kHz / 4096). A 344 Hz tiny decoder (32x) gives the same frame rate.
+    return build_tiny(width=1536, heads=24, layers=layers, sample_rate=344, memory_tokens=64)
+
+
+FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step, "sa3": _sa3}
 
 
 def measure(name: str, cfg: dict | SteerableModel, *, repeats: int, steps: int, seconds: float) -> tuple[float, float]:

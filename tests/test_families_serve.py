@@ -36,7 +36,7 @@ stops = 2
 """
 
 
-@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step"])
+@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3"])
 def test_osc_knob_brings_the_exact_render(tmp_path, family):
     from steerbridge import engine
     from steerbridge.engine.runtime.steering import Steering, SteeringTerm
@@ -76,5 +76,5 @@ def test_osc_knob_brings_the_exact_render(tmp_path, family):
                           steering=Steering((SteeringTerm(vector, -1.0),)))
     plain = model.render(engine.RenderRequest(prompt="test loop with piano", seed=7, seconds=0.5, steps=2))
     assert rate == direct.sample_rate and audio.shape == direct.audio.shape
-    assert np.abs(audio - direct.audio).max() < 1e-3  # the WAV holds the exact render (16-bit or float file)
-    assert np.abs(audio - plain.audio).max() > 1e-2  # and it is steered
+    assert np.abs(audio - direct.audio).max() < 1e-5  # the (float32) WAV holds the exact render
+    assert np.abs(audio - plain.audio).max() > 1e-4  # and it is steered

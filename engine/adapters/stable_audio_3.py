@@ -131,6 +131,7 @@ def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 
                                                  num_memory_tokens=memory_tokens)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)
     randomize_zero_inits(transformer, seed)
+    randomize_zero_inits(vae, seed)  # the SAME decoder's zero-initialised outputs would ignore the latents
     pipe = diffusers.StableAudio3Pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                           duration_embedder=duration, transformer=transformer, scheduler=scheduler)
     for m in (vae, text_encoder, duration, transformer):
