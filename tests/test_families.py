@@ -273,3 +273,31 @@ def test_strict_folder_loading_round_trip_and_named_keys(model, tmp_path):
     shutil.rmtree(folder / "text_encoder")
     with pytest.raises(ModelLoadError, match="never downloads"):
         load_source(folder)
+
+
+def test_localize_probes_cli(model, tmp_path, capsys):
+    from steerbridge.bridge.cli import main
+
+    out = tmp_path / "mood.toml"
+    code = main(["localize", "--model", f"tiny:{model.family}", "--concept", "mood", "--method", "probes",
+                 "--seconds", "0.5", "--steps", "2", "--top", "2", "--out", str(out), "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["layers"]) == 2 and all(0 <= l < model.num_layers for l in result["layers"])
+
+
+@pytest.mark.slow
+def test_bench_quick_cli(model, tmp_path, capsys):
+    from steerbridge.bridge.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        code = main(["bench", "--model", f"tiny:{model.family}", "--out", str(tmp_path), "--quick", "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    loc = summary["localization"]["brightness"]
+    assert len(loc["patching"]["impact"]) == model.num_layers and len(loc["probes"]["accuracy"]) == model.num_layers
+    assert {r["method"] for r in summary["rows"]} >= {"caa", "austeer", "sae"}
+    assert (tmp_path / "report.md").is_file()

@@ -18,13 +18,20 @@ distilled). Steps are counted by the pipeline's per-step ``callback``.
 The pipeline takes prompt strings, not embeddings: :meth:`AceStepAdapter.encode`
 runs the pipeline's own ``encode_prompt`` (same arguments as ``__call__``), and
 ``sample`` hands those tensors back to it for the length of one call.
+
+The pipeline pads a prompt to its own token count (``padding="longest"``), so
+two prompts give contexts of different lengths. Activation patching and the
+prompt-blend baseline need one length; inside :meth:`AceStepAdapter.uniform_prompts`
+the text states are zero-padded (mask off) to ``max_text_length`` (256), for
+every run of the experiment alike. Outside it, encoding is the pipeline's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import typing as tp
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -39,6 +46,7 @@ __all__ = ["FAMILY", "PIPELINES", "AceStepAdapter", "recognises", "load_folder",
 
 FAMILY = "ace-step"
 PIPELINES = ("AceStepPipeline",)
+_MAX_TEXT = 256  # the pipeline's max_text_length default: encode_prompt truncates there
 
 
 class AceStepAdapter(DiffusersAdapter):
@@ -55,6 +63,16 @@ class AceStepAdapter(DiffusersAdapter):
         self.gate.uncond_first = False  # [cond, null]: see the module docstring
         self.sample_rate = int(pipe.sample_rate)
         self.channels = int(pipe.vae.config.audio_channels)
+        self._uniform = False
+
+    @contextlib.contextmanager
+    def uniform_prompts(self) -> Iterator[None]:
+        """Encode every prompt to the same context length while inside (see the module docstring)."""
+        self._uniform = True
+        try:
+            yield
+        finally:
+            self._uniform = False
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """The pipeline's own ``encode_prompt`` for a text2music render (no lyrics)."""
@@ -67,6 +85,10 @@ class AceStepAdapter(DiffusersAdapter):
             text, text_mask, lyric, lyric_mask = pipe.encode_prompt(
                 prompt=prompt, lyrics="", device=device, audio_duration=float(seconds),
                 instruction=pipe._get_task_instruction(task_type="text2music"))  # noqa: SLF001 - as __call__ does
+        if self._uniform:
+            pad = _MAX_TEXT - text.shape[1]
+            text = torch.nn.functional.pad(text, (0, 0, 0, pad))
+            text_mask = torch.nn.functional.pad(text_mask, (0, pad), value=False)
         return {"text_hidden_states": text, "text_attention_mask": text_mask, "lyric_hidden_states": lyric,
                 "lyric_attention_mask": lyric_mask, "prompt": prompt}
 
@@ -112,8 +134,11 @@ def load_folder(folder: Path) -> LoadedModel:
 
 
 def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 2, head_dim: int = 16,
-               sample_rate: int = 8000) -> LoadedModel:
-    """A random-weight ``AceStepPipeline`` of the real classes: 8 kHz stereo, 250 latent frames a second.
+               sample_rate: int = 2000) -> LoadedModel:
+    """A random-weight ``AceStepPipeline`` of the real classes: 2 kHz stereo, 62.5 latent frames a second.
+
+    The low rate keeps the timbre encoder's 30 s of silence latents (run every
+    render) short.
 
     ``width``/``layers``/``heads``/``head_dim`` give the benchmark ACE-Step 1.5's
     published dimensions (2048 wide, 24 layers, 16 heads of 128).

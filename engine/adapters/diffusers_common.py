@@ -67,7 +67,7 @@ def char_tokenizer(max_length: int) -> tp.Any:
                                    model_max_length=max_length)
 
 
-def randomize_zero_inits(module: nn.Module, seed: int) -> None:
+def randomize_zero_inits(module: nn.Module, seed: int, *, scale: float = 0.02) -> None:
     """Give zero-initialised projections small random weights (tiny test models only).
 
     diffusers zero-initialises some output projections; in a random model they
@@ -77,7 +77,7 @@ def randomize_zero_inits(module: nn.Module, seed: int) -> None:
     with torch.no_grad():
         for p in module.parameters():
             if p.numel() > 1 and not torch.any(p):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
 
 
 def pipeline_class_of(folder: Path) -> str | None:

@@ -159,7 +159,9 @@ def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[st
             progress(done, total)
         return score(r.audio, r.sample_rate)
 
-    with context_patches(model.adapter, layers) as patches:
+    # A family whose prompts encode to different lengths pads them alike for the experiment (adapter's choice).
+    uniform = getattr(model.adapter, "uniform_prompts", contextlib.nullcontext)
+    with uniform(), context_patches(model.adapter, layers) as patches:
         for target, source in pairs:
             for seed in seeds:
                 for p in patches.values():
