@@ -7,13 +7,19 @@ Two model sizes, random weights (the real stable-audio-tools classes):
                4 s SAO Small loop (44.1 kHz / 2048 = ~88 latent frames; the tiny
                decoder's ratio of 64 would make it 1,000 frames and 10x the cost)
 
+and, with ``--family NAME`` (repeatable), a diffusers family on its published
+dimensions with random weights (``FAMILY_DIMS``; fewer layers than published,
+``--family-layers``, so a render takes seconds on a CPU, not minutes; the
+overhead is per layer, so the ratio carries over).
+
 "Steered" is the resident-server set-up: wrappers at every layer of both sites,
 a two-layer vector active. Renders alternate (unsteered, steered, ...) so drift
 in machine load hits both alike; the ratios use the medians. Both wall-clock
 and this process's CPU time are measured: on a shared, busy machine the CPU
 time is the steadier measure of what steering itself costs.
 
-    .venv/bin/python benchmarks/steering_overhead.py [--repeats 5] [--steps 2] [--seconds 4]
+    .venv/bin/python benchmarks/steering_overhead.py [--repeats 5] [--steps 2] [--seconds 4] \
+        [--family sao-diffusers [--family-layers 2]] [--skip-large]
 
 Headline figures are printed last, one per line, as `name: value`.
 """
@@ -59,11 +65,46 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def measure(name: str, cfg: dict, *, repeats: int, steps: int, seconds: float) -> tuple[float, float]:
-    model = SteerableModel(build_random(copy.deepcopy(cfg), seed=0, name=name))
+def family_model(family: str, layers: int) -> SteerableModel:
+    """A random-weight model of ``family`` at its published width (and sequence length), ``layers`` deep."""
+    if family not in FAMILY_DIMS:
+        raise SystemExit(f"no published dimensions for family '{family}'; have {sorted(FAMILY_DIMS)}")
+    return SteerableModel(FAMILY_DIMS[family](layers))
+
+
+def _sao_diffusers(layers: int):
+    from steerbridge.engine.adapters.diffusers_sao import build_tiny
+
+    # Stable Audio Open 1.0 (diffusers): 24 heads x 64 = 1536 wide, 24 layers, a 1024-latent window. The
+    # tiny decoder (32x at 8 kHz) keeps the 1024 latent frames the DiT sees.
+    return build_tiny(width=1536, heads=24, layers=layers, window=1024)
+
+
+def _ace_step(layers: int):
+    from steerbridge.engine.adapters.ace_step import build_tiny
+
+    # ACE-Step 1.5: 2048 wide, 24 layers, 16 heads of 128; 25 latent frames a second (48 kHz / 1920). An 800 Hz
+    # tiny decoder (32x) gives the same 25 frames a second, so the DiT sees a real loop's sequence length.
+    return build_tiny(width=2048, heads=16, head_dim=128, layers=layers, sample_rate=800)
+
+
+def _sa3(layers: int):
+    from steerbridge.engine.adapters.stable_audio_3 import build_tiny
+
+    # Stable Audio 3 (diffusers defaults): 1536 wide, 24 layers, 24 heads, 64 memory tokens; its SAME codec makes
+    # ~10.8 latent frames a second (44.1 kHz / 4096). A 344 Hz tiny decoder (32x) gives the same frame rate.
+    return build_tiny(width=1536, heads=24, layers=layers, sample_rate=344, memory_tokens=64)
+
+
+FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step, "sa3": _sa3}
+
+
+def measure(name: str, cfg: dict | SteerableModel, *, repeats: int, steps: int, seconds: float) -> tuple[float, float]:
+    model = cfg if isinstance(cfg, SteerableModel) else SteerableModel(build_random(copy.deepcopy(cfg), seed=0,
+                                                                                    name=name))
     d = model.site_dim("cross_attn")
     g = torch.Generator().manual_seed(1)
-    layers = (model.num_layers // 2 - 1, model.num_layers // 2)
+    layers = sorted({max(0, model.num_layers // 2 - 1), model.num_layers // 2})
     vec = ConceptVector({l: torch.randn(d, generator=g) * 0.01 for l in layers},
                         VectorMeta(concept="bench", site="cross_attn", method="random", fingerprint=model.fingerprint))
     steering = Steering((SteeringTerm(vec, 1.0),))
@@ -125,6 +166,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--skip-large", action="store_true", help="only the tiny model")
     ap.add_argument("--forwards", type=int, default=20, help="DiT forward pairs at SAO Small dims (0: skip)")
+    ap.add_argument("--family", action="append", default=[],
+                    help=f"also measure this diffusers family at its published width ({', '.join(FAMILY_DIMS)})")
+    ap.add_argument("--family-layers", type=int, default=2, help="layers of the --family models (default: 2)")
+    ap.add_argument("--family-seconds", type=float, default=4.0, help="audio length of --family renders")
     args = ap.parse_args()
     ratios = {"tiny": measure("tiny", json.loads(TINY_CONFIG.read_text()), repeats=args.repeats * 4,
                               steps=args.steps, seconds=args.seconds)}
@@ -134,6 +179,10 @@ def main() -> None:
     if args.forwards and not args.skip_large:
         ratios["sao_small_dims_forward"] = measure_forward("sao-small-dims", sao_small_config(),
                                                            repeats=args.forwards, seconds=sao_small_seconds())
+    for family in args.family:
+        ratios[family.replace("-", "_")] = measure(family, family_model(family, args.family_layers),
+                                                   repeats=args.repeats, steps=args.steps,
+                                                   seconds=args.family_seconds)
     for name, (wall, cpu) in ratios.items():
         print(f"steering_overhead_wall_ratio_{name}: {wall:.4f}")
         print(f"steering_overhead_cpu_ratio_{name}: {cpu:.4f}")

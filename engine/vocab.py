@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["CFG_MODES", "ALPHA_UNITS", "BACKENDS", "SITES", "DEFAULT_SECONDS", "MAX_SECONDS", "DEFAULT_STEPS",
            "MAX_STEPS", "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE",
-           "RenderSettings"]
+           "RenderSettings", "DEFAULT_FAMILY", "TINY_PREFIX", "is_builtin_source"]
 
 # Which half of a classifier-free-guidance batch steering is added to.
 CFG_MODES = ("cond_only", "both", "uncond_only")
@@ -35,6 +35,16 @@ DEFAULT_CFG_SCALE = 6.0
 DEFAULT_CFG_MODE = "cond_only"
 DEFAULT_ALPHA_UNITS = "absolute"
 DEFAULT_SITE = "cross_attn"
+
+# Model sources: "tiny", "demo", "tiny:<family>" (a tiny random-weight model of
+# that family's real classes) or a folder, recognised by its files.
+DEFAULT_FAMILY = "stable-audio-tools"
+TINY_PREFIX = "tiny:"
+
+
+def is_builtin_source(source: str) -> bool:
+    """``tiny``, ``demo`` or ``tiny:<family>``: built in, not a folder."""
+    return source in ("tiny", "demo") or source.startswith(TINY_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from steerbridge.bridge.cli.common import add_model_flags
+
 __all__ = ["register", "set_threads"]
 
 EPILOG = """examples:
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Benchmark CAA, AUSteer, SAE and a prompt-blend baseline on localized, "
                                    "all-layer and ablated layer sets (TADA's protocol, model-free descriptors).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a Stable Audio folder (default: tiny)")
+    add_model_flags(p)
     p.add_argument("--out", type=Path, default=Path("out/bench"),
                    help="output folder for report.md, PNGs, summary.json (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="CI size: one concept, one prompt, short clips (<2 min)")
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from steerbridge.engine.evaluation.bench import run_bench
 
         cfg = _config(args)
-        model = engine.load_model(args.model)
+        model = engine.load_model(args.model, family=args.family)
         log = None if quiet else (lambda msg: print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr))
         with ray_pool(args, args.model, model) as pool:
             res = run_bench(model, cfg, log=log, pool=pool)

@@ -18,12 +18,23 @@ import sys
 import time
 import typing as tp
 
-__all__ = ["add_json_flag", "emit_json", "fail", "parse_pair", "ProgressBar"]
+__all__ = ["add_json_flag", "add_model_flags", "emit_json", "fail", "parse_pair", "ProgressBar"]
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one machine-readable JSON object on stdout (progress goes to stderr)")
+
+
+def add_model_flags(parser: argparse.ArgumentParser, *, default: str | None = "tiny",
+                    default_text: str = "tiny") -> None:
+    """``--model`` (a built-in name or a folder) and ``--family`` (for a folder its files do not name)."""
+    parser.add_argument("--model", default=default,
+                        help="'tiny', 'demo', 'tiny:<family>' (a tiny random-weight model of that family, e.g. "
+                             "tiny:sao-diffusers) or a model folder: stable-audio-tools (model_config.json) or "
+                             f"diffusers (model_index.json), recognised by its files (default: {default_text})")
+    parser.add_argument("--family", help="the model family of the --model folder, when its files do not say "
+                                          "(`steerbridge doctor` lists the families)")
 
 
 def emit_json(obj: tp.Any) -> None:

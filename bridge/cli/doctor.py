@@ -55,9 +55,11 @@ def _sat() -> dict[str, tp.Any]:
 
 
 def _models() -> dict[str, tp.Any]:
+    from steerbridge.engine.adapters.base import families
     from steerbridge.engine.runtime.source import DEMO_DIR
 
-    return {"tiny": "built in", "demo": "present" if (DEMO_DIR / "model.safetensors").exists() else "not installed"}
+    return {"tiny": "built in", "demo": "present" if (DEMO_DIR / "model.safetensors").exists() else "not installed",
+            "families": list(families())}
 
 
 def _audio() -> dict[str, tp.Any]:

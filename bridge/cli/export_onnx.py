@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from steerbridge.bridge.cli.common import add_model_flags
+
 __all__ = ["register"]
 
 EPILOG = """examples:
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Export a model's diffusion transformer to ONNX with steering offsets as "
                                    "inputs, check parity against torch, record the model fingerprint.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a Stable Audio folder (default: tiny)")
+    add_model_flags(p)
     p.add_argument("--out", type=Path, help="output folder (default: the model's default export folder)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--seconds", type=float, default=4.0, help="example loop length traced (default: 4; the "
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from steerbridge.engine.onnx.spec import default_export_dir
 
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, family=args.family)
         out = args.out if args.out is not None else default_export_dir(model.source)
         if not args.json:
             print(f"exporting {model.source} ({model.fingerprint}) to {out} ...", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from steerbridge.bridge.cli.common import add_model_flags
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_SITE, DEFAULT_STEPS, SITES
 
 __all__ = ["register"]
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Record a site's activations during real sampling for positive and negative "
                                    "prompts and save mean(pos) - mean(neg) per layer as a vector file.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a Stable Audio folder (default: tiny)")
+    add_model_flags(p)
     p.add_argument("--concept", required=True, help="concept name stored in the file, e.g. mood")
     p.add_argument("--positive", action="append", default=[], help="positive prompt or template (repeatable)")
     p.add_argument("--negative", action="append", default=[], help="negative prompt or template (repeatable)")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(total=len(pos) + len(neg), desc=f"extract {args.concept}", unit="prompt",
                       quiet=args.quiet or args.json)
     try:
-        model = engine.load_model(args.model)
+        model = engine.load_model(args.model, family=args.family)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         with ray_pool(args, args.model, model) as pool:
             vec = engine.extract_caa(model, positive=pos, negative=neg, concept=args.concept, site=args.site,

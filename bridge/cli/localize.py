@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from steerbridge.bridge.cli.common import add_model_flags
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["register", "preset_snippet"]
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Locate the cross-attention layers that carry a concept, by activation "
                                    "patching or by linear probes, and write them where a preset can use them.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a Stable Audio folder (default: tiny)")
+    add_model_flags(p)
     p.add_argument("--concept", required=True, help="a shipped concept (mood, tempo, brightness, drums)")
     p.add_argument("--method", default="patching", choices=("patching", "probes"))
     p.add_argument("--pairs", type=int, default=4, help="patching: counterfactual prompt pairs (default 4)")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     stack = contextlib.ExitStack()
     try:
         concept = get_concept(args.concept)
-        model = engine.load_model(args.model)
+        model = engine.load_model(args.model, family=args.family)
         gen = dict(seconds=args.seconds, steps=args.steps, cfg_scale=args.cfg_scale)
         pool = stack.enter_context(ray_pool(args, args.model, model))  # closed in the finally below
     except EngineError as exc:

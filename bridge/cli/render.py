@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from steerbridge.bridge.cli.common import add_model_flags
 from steerbridge.engine.vocab import ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["register", "parse_sweep"]
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Render a loop offline, with steering. Writes WAV files (and a PNG for sweeps).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", help="preset TOML (model, scene and knobs), or a shipped preset's name (demo, tiny)")
-    p.add_argument("--model", help="'tiny', 'demo' or a Stable Audio folder (default: the preset's, else tiny)")
+    add_model_flags(p, default=None, default_text="the preset's, else tiny")
     p.add_argument("--prompt", help="text prompt (default: the preset's scene)")
     p.add_argument("--negative-prompt")
     p.add_argument("--seed", type=int)
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        runner = _remote(args) if args.engine else JobRunner(source, backend=backend)
+        runner = _remote(args) if args.engine else JobRunner(source, backend=backend, family=args.family)
     except (EngineError, EngineJobError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     total = sum(job.steps for *_, job in runs)

@@ -38,10 +38,10 @@ Emit = Callable[[Event], None]
 class JobRunner:
     """Runs jobs on one model. Not thread-safe: one job at a time (as the model)."""
 
-    def __init__(self, source: str, *, device: str = "cpu", backend: str = "torch") -> None:
+    def __init__(self, source: str, *, device: str = "cpu", backend: str = "torch", family: str | None = None) -> None:
         from steerbridge import engine
         self._engine = engine
-        self.model = engine.load_model(source, device=device, backend=backend)
+        self.model = engine.load_model(source, device=device, backend=backend, family=family)
         self._vectors: dict[tuple[str, int], Any] = {}
         m = self.model
         self.info = ModelInfo(source=str(m.source), fingerprint=m.fingerprint, sample_rate=m.sample_rate,

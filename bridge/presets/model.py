@@ -24,12 +24,12 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from steerbridge.bridge.presets.schema import (ALPHA_UNITS, BUILTIN_SOURCES, CFG_MODES, CURVES, MIDI_MODES, PresetError,
+from steerbridge.bridge.presets.schema import (ALPHA_UNITS, CFG_MODES, CURVES, MIDI_MODES, PresetError,
                                                parse_preset_text, preset_to_toml)
 from steerbridge.bridge.presets.tomlscan import scan_lines
 from steerbridge.bridge.util.atomic import atomic_write_text
 from steerbridge.engine.vocab import (BACKENDS, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE,
-                                      DEFAULT_SECONDS, DEFAULT_STEPS)
+                                      DEFAULT_SECONDS, DEFAULT_STEPS, is_builtin_source)
 
 __all__ = [
     "PresetError", "ModelSettings", "Scene", "MidiBinding", "Knob", "Preset",
@@ -167,9 +167,9 @@ class Preset:
         return self.resolve((self.knob(knob) if isinstance(knob, str) else knob).vector)
 
     def model_source(self) -> str:
-        """``tiny``/``demo`` as is; a folder made absolute (what ``engine.load_model`` takes)."""
+        """``tiny``/``demo``/``tiny:<family>`` as is; a folder made absolute (what ``engine.load_model`` takes)."""
         src = self.model.source
-        return src if src in BUILTIN_SOURCES else str(self.resolve(src))
+        return src if is_builtin_source(src) else str(self.resolve(src))
 
     def with_knob(self, knob: Knob) -> Preset:
         """A copy with the knob of the same name replaced."""

@@ -20,7 +20,8 @@ import tomli_w
 
 from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
 from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE,
-                                      DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS, MAX_STEPS)
+                                      DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS, MAX_STEPS,
+                                      is_builtin_source)
 
 __all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
            "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
@@ -152,12 +153,14 @@ def parse_preset_text(text: str, *, path: Path, check_files: bool) -> dict[str, 
 def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]:
     w: KeyPath = ("model",)
     t = c.table(t, w, _MODEL_KEYS, required=("source",))
-    source = c.get(t, w, "source", "str", "tiny", check=bool, expected="'tiny', 'demo' or a model folder")
-    if check_files and source not in BUILTIN_SOURCES:
+    source = c.get(t, w, "source", "str", "tiny", check=bool,
+                   expected="'tiny', 'demo', 'tiny:<family>' or a model folder")
+    if check_files and not is_builtin_source(source):
         folder = (path.parent / source).expanduser()
-        if not (folder / "model_config.json").is_file():
-            c.fail((*w, "source"), f"expected a folder holding model_config.json + model.safetensors, "
-                   f"but {folder} has no model_config.json; use 'tiny', 'demo' or fix the path")
+        if not any((folder / f).is_file() for f in ("model_config.json", "model_index.json")):
+            c.fail((*w, "source"), f"expected a folder holding model_config.json + model.safetensors "
+                   f"(stable-audio-tools) or a diffusers model_index.json, but {folder} has neither; use "
+                   "'tiny', 'demo', 'tiny:<family>' or fix the path")
     return {
         "source": source,
         "device": c.get(t, w, "device", "str", "cpu", check=bool, expected="a torch device such as 'cpu'"),
@@ -274,7 +277,7 @@ def preset_to_toml(data: dict[str, Any], *, new_dir: Path, base_dir: Path) -> st
                 if v is not None and v != ()}
 
     model = clean(data["model"])
-    if model["source"] not in BUILTIN_SOURCES:
+    if not is_builtin_source(model["source"]):
         model["source"] = rebase(model["source"])
     knobs = []
     for k in data["knobs"]:

@@ -1,19 +1,25 @@
 """The model-family seam: the :class:`ModelAdapter` protocol and the registry of families.
 
 An adapter tells the steering code where each site is (a module per layer),
-how classifier-free guidance lays out the batch, how diffusion steps are
-counted (through its :class:`~steerbridge.engine.runtime.steering.StepGate`),
-and how to encode a prompt, sample and decode. The steering code only talks to
-this interface, so other families (Stable Audio through diffusers, ACE-Step,
-AudioLDM2, MusicGen) plug in by registering a factory here, without touching it.
+how classifier-free guidance lays out the batch (``gate.uncond_first``), how
+diffusion steps are counted (through its
+:class:`~steerbridge.engine.runtime.steering.StepGate`), and how to encode a
+prompt, sample and decode. A :class:`Family` adds how a model of it is found
+and loaded: a folder is recognised by its files, ``tiny:<family>`` builds a
+tiny random-weight model of its real classes. Rendering, loading, extraction,
+localisation and the bench only talk to these two interfaces, so a family
+plugs in with one :func:`register_family` call and no change to them.
 """
 
 from __future__ import annotations
 
 import typing as tp
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
+from steerbridge.engine.vocab import DEFAULT_FAMILY
 
 if tp.TYPE_CHECKING:
     import torch
@@ -21,7 +27,8 @@ if tp.TYPE_CHECKING:
 
     from steerbridge.engine.runtime.steering import StepGate
 
-__all__ = ["ModelAdapter", "AdapterFactory", "DEFAULT_FAMILY", "register_family", "families", "adapter_for"]
+__all__ = ["ModelAdapter", "AdapterFactory", "Family", "DEFAULT_FAMILY", "register_family", "families", "family",
+           "recognise", "adapter_for", "require_onnx"]
 
 
 class ModelAdapter(tp.Protocol):
@@ -31,9 +38,11 @@ class ModelAdapter(tp.Protocol):
     gate: StepGate
     sample_rate: int
     channels: int
+    context_kwarg: str  # keyword the blocks pass the text context to the cross_attn site by
 
     def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]: ...
     def site_dim(self, site: str) -> int: ...
+    def layer_name(self, layer: int) -> str: ...
     def parameters(self) -> Iterator[nn.Parameter]: ...
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None) -> dict[str, tp.Any]: ...
     def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
@@ -42,34 +51,108 @@ class ModelAdapter(tp.Protocol):
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor: ...
 
 
-# (model, config) -> adapter. Factories import their family's code when called,
-# so registering a family costs nothing until a model of it is loaded.
-AdapterFactory = Callable[["nn.Module", dict[str, tp.Any]], ModelAdapter]
+# (model, config) -> adapter around a loaded model.
+AdapterFactory = Callable[[tp.Any, dict[str, tp.Any]], ModelAdapter]
 
 
-def _stable_audio(model: nn.Module, config: dict[str, tp.Any]) -> ModelAdapter:
+@dataclass(frozen=True)
+class Family:
+    """One model family: its adapter and how its models are found and loaded.
+
+    ``load`` and ``tiny`` return a :class:`~steerbridge.engine.runtime.loaded.LoadedModel`
+    whose ``family`` is ``name``; ``recognises`` looks at a folder's small files only.
+    """
+
+    name: str
+    adapter: AdapterFactory
+    recognises: Callable[[Path], bool]
+    load: Callable[[Path], tp.Any]
+    layout: str  # the folder layout in words, for error messages
+    tiny: Callable[[], tp.Any] | None = None
+    onnx: bool = False  # `steerbridge export-onnx` supports it
+
+
+def _stable_audio() -> Family:
+    from steerbridge.engine.adapters import sat_source
     from steerbridge.engine.adapters.stable_audio import StableAudioAdapter
 
-    return StableAudioAdapter(model, config)
+    return Family(DEFAULT_FAMILY, StableAudioAdapter, sat_source.recognises, sat_source.load_folder,
+                  "model_config.json + model.safetensors (stable-audio-tools)", tiny=sat_source.load_tiny, onnx=True)
 
 
-DEFAULT_FAMILY = "stable-audio-tools"
-_FAMILIES: dict[str, AdapterFactory] = {DEFAULT_FAMILY: _stable_audio}
+def _sao_diffusers() -> Family:
+    from steerbridge.engine.adapters import diffusers_sao as m
+
+    return Family(m.FAMILY, m.SaoDiffusersAdapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming StableAudioPipeline", tiny=m.build_tiny)
 
 
-def register_family(name: str, factory: AdapterFactory) -> None:
-    """Make ``name`` loadable; a second registration of the same name replaces the first."""
-    _FAMILIES[name] = factory
+def _ace_step() -> Family:
+    from steerbridge.engine.adapters import ace_step as m
+
+    return Family(m.FAMILY, m.AceStepAdapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming AceStepPipeline", tiny=m.build_tiny)
+
+
+def _sa3() -> Family:
+    from steerbridge.engine.adapters import stable_audio_3 as m
+
+    return Family(m.FAMILY, m.StableAudio3Adapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming StableAudio3Pipeline", tiny=m.build_tiny)
+
+
+# Built-in families are described lazily: a family's code (and its optional
+# dependencies) is imported only when a model of it is recognised or loaded.
+_FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers,
+                                                       "ace-step": _ace_step, "sa3": _sa3}
+
+
+def register_family(spec: Family | Callable[[], Family], *, name: str | None = None) -> None:
+    """Make a family loadable (a :class:`Family`, or ``name`` and a function returning one, imported on use).
+
+    A second registration of the same name replaces the first.
+    """
+    if isinstance(spec, Family):
+        _FAMILIES[spec.name] = spec
+    elif name is None:
+        raise EngineError("register_family(provider) needs name=... when given a function")
+    else:
+        _FAMILIES[name] = spec
 
 
 def families() -> tuple[str, ...]:
     return tuple(_FAMILIES)
 
 
-def adapter_for(model: nn.Module, config: dict[str, tp.Any], *, family: str = DEFAULT_FAMILY) -> ModelAdapter:
-    """The adapter of ``family`` around a loaded model."""
+def family(name: str) -> Family:
     try:
-        factory = _FAMILIES[family]
+        spec = _FAMILIES[name]
     except KeyError:
-        raise EngineError(f"unknown model family '{family}'; known: {', '.join(_FAMILIES)}") from None
-    return factory(model, config)
+        raise EngineError(f"unknown model family '{name}'; known: {', '.join(_FAMILIES)}") from None
+    if not isinstance(spec, Family):
+        spec = _FAMILIES[name] = spec()
+    return spec
+
+
+def recognise(folder: Path) -> Family:
+    """The family whose files ``folder`` holds; a :class:`ModelLoadError` naming every layout if none."""
+    for name in _FAMILIES:
+        spec = family(name)
+        if spec.recognises(folder):
+            return spec
+    layouts = "; ".join(f"{n}: {family(n).layout}" for n in _FAMILIES)
+    raise ModelLoadError(f"{folder} is not a model folder steerbridge knows. It should hold one of: {layouts}. "
+                         "Or name the family with --family.")
+
+
+def adapter_for(model: tp.Any, config: dict[str, tp.Any], *, family_name: str = DEFAULT_FAMILY) -> ModelAdapter:
+    """The adapter of ``family_name`` around a loaded model."""
+    return family(family_name).adapter(model, config)
+
+
+def require_onnx(name: str) -> None:
+    """Refuse, naming the families that have it, the ONNX export/backend for a family without it."""
+    if not family(name).onnx:
+        ok = [f for f in _FAMILIES if family(f).onnx]
+        raise EngineError(f"the ONNX export and backend support the model families {ok}, not '{name}'; "
+                          "render this model with --backend torch")

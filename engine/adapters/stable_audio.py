@@ -35,6 +35,7 @@ class StableAudioAdapter:
 
     family = "stable-audio-tools"
     sites = ("cross_attn", "block")
+    context_kwarg = "context"  # how DiT blocks pass the text tokens to cross_attn (activation patching)
 
     def __init__(self, model: nn.Module, config: dict[str, tp.Any]) -> None:
         self.model = model
@@ -64,6 +65,9 @@ class StableAudioAdapter:
         if site == "block":
             return self.blocks, str(layer)
         raise EngineError(f"unknown site '{site}'; this model has {self.sites}")
+
+    def layer_name(self, layer: int) -> str:
+        return str(layer)
 
     def site_dim(self, site: str) -> int:
         if site not in self.sites:

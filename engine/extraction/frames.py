@@ -28,11 +28,12 @@ from torch import nn
 
 from steerbridge.engine.extraction.record import record_sites
 from steerbridge.engine.runtime.errors import EngineError
+from steerbridge.engine.runtime.steering import SiteModule
 
 __all__ = ["FrameTap", "SiteFrames", "collect_site_frames"]
 
 
-class FrameTap(nn.Module):
+class FrameTap(SiteModule):
     """Passes through; keeps the conditional rows' per-frame output for chosen steps."""
 
     def __init__(self, inner: nn.Module, *, gate: tp.Any, every: int, max_frames: int | None) -> None:
@@ -47,8 +48,7 @@ class FrameTap(nn.Module):
         y = self.inner(*args, **kwargs)
         step = self._gate.steps_done
         if step % self._every == 0:
-            rows = y.shape[0] // 2 if self._gate.last_cfg_active else y.shape[0]
-            frames = y[:rows].detach().float()
+            frames = y[self._gate.cond_rows(y.shape[0])].detach().float()
             if self._max_frames is not None and frames.shape[1] > self._max_frames:
                 # Evenly strided frames: keeps the whole clip's span, not just its start.
                 idx = torch.linspace(0, frames.shape[1] - 1, self._max_frames, device=frames.device).round().long()

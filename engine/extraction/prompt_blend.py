@@ -19,6 +19,7 @@ distortions leave the preservation window quickly.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import typing as tp
 
@@ -34,9 +35,11 @@ __all__ = ["blend_conditioning", "render_blend"]
 def blend_conditioning(adapter: tp.Any, *, prompt: str, positive: str, negative: str, alpha: float,
                        seconds: float) -> dict[str, tp.Any]:
     """Conditioning inputs for ``sample`` with the text embedding moved by ``alpha * (pos - neg)``."""
-    base = adapter.encode(prompt, seconds=seconds)
-    pos = adapter.encode(positive, seconds=seconds)
-    neg = adapter.encode(negative, seconds=seconds)
+    # A family whose prompts encode to different lengths pads them alike here (the adapter's choice).
+    with getattr(adapter, "uniform_prompts", contextlib.nullcontext)():
+        base = adapter.encode(prompt, seconds=seconds)
+        pos = adapter.encode(positive, seconds=seconds)
+        neg = adapter.encode(negative, seconds=seconds)
     out: dict[str, tp.Any] = {}
     for key, value in base.items():
         p, n = pos.get(key), neg.get(key)

@@ -2,8 +2,8 @@
 
 Like steering, recording swaps a wrapper module in at each site instead of
 using forward hooks (hooks vanish under torch.compile). The wrapper keeps, for
-every model call, the *conditional* rows only (CFG batches ``[cond, uncond]``;
-with CFG off the single pass is conditional), averaged over time frames, keyed
+every model call, the *conditional* rows only (which rows those are, the
+family's CFG layout, comes from the step gate), averaged over time frames, keyed
 by the diffusion step, plus the mean per-frame activation norm.
 """
 
@@ -17,10 +17,12 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from steerbridge.engine.runtime.steering import SiteModule
+
 __all__ = ["SiteRecorder", "record_sites", "swapped_sites"]
 
 
-class SiteRecorder(nn.Module):
+class SiteRecorder(SiteModule):
     def __init__(self, inner: nn.Module, *, gate: tp.Any) -> None:
         super().__init__()
         self.inner = inner
@@ -30,8 +32,7 @@ class SiteRecorder(nn.Module):
 
     def forward(self, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
         y = self.inner(*args, **kwargs)
-        rows = y.shape[0] // 2 if self._gate.last_cfg_active else y.shape[0]
-        cond = y[:rows].detach().float()
+        cond = y[self._gate.cond_rows(y.shape[0])].detach().float()
         self.by_step[self._gate.steps_done].append(cond.mean(dim=1).cpu())  # [rows, d]
         self.norms.append(float(cond.norm(dim=-1).mean()))
         return y

@@ -20,9 +20,9 @@ ratios explode where one pair's target and source happen to score alike)::
 1 means patching that one layer moves the audio all the way to the target.
 
 The patch is a module swapped in at ``block.cross_attn`` (no forward hooks:
-they are silently dropped under torch.compile). stable-audio-tools batches CFG
-as ``[cond, uncond]``; only the conditional rows' context is replaced, the
-unconditional rows keep their null (or negative-prompt) context.
+they are silently dropped under torch.compile). Only the conditional rows'
+context is replaced (which rows, the family's CFG layout, the step gate
+knows); the unconditional rows keep their null (or negative-prompt) context.
 """
 
 from __future__ import annotations
@@ -41,45 +41,54 @@ from steerbridge.engine.cluster.pool import RenderPool
 from steerbridge.engine.extraction.record import swapped_sites
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.render import RenderRequest
+from steerbridge.engine.runtime.steering import SiteModule
 from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS
 
 __all__ = ["ContextPatch", "context_patches", "PatchingResult", "activation_patching", "functional_layers",
            "patch_pair"]
 
 
-class ContextPatch(nn.Module):
-    """Wraps a cross-attention module: captures its context, or replaces the conditional rows' context."""
+class ContextPatch(SiteModule):
+    """Wraps a cross-attention module: captures its context, or replaces the conditional rows' context.
 
-    def __init__(self, inner: nn.Module, *, gate: tp.Any) -> None:
+    ``context_kwarg`` is the keyword the family's blocks pass the text context by
+    (the adapter's ``context_kwarg``: ``context`` in stable-audio-tools,
+    ``encoder_hidden_states`` in diffusers); which rows are conditional comes
+    from the step gate (the family's CFG layout).
+    """
+
+    def __init__(self, inner: nn.Module, *, gate: tp.Any, context_kwarg: str = "context") -> None:
         super().__init__()
         self.inner = inner
         self._gate = gate
+        self._key = context_kwarg
         self.capture = False
         self.captured: torch.Tensor | None = None  # [cond rows, L, d_ctx] of the first call
         self.replacement: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, *args: tp.Any, context: torch.Tensor | None = None,
-                **kwargs: tp.Any) -> torch.Tensor:
+    def forward(self, *args: tp.Any, **kwargs: tp.Any) -> torch.Tensor:
+        context = kwargs.get(self._key)
         if context is not None:
-            rows = context.shape[0] // 2 if self._gate.last_cfg_active else context.shape[0]
+            rows = self._gate.cond_rows(context.shape[0])
             if self.capture and self.captured is None:
-                self.captured = context[:rows].detach().clone()  # constant over steps: once is enough
+                self.captured = context[rows].detach().clone()  # constant over steps: once is enough
             if self.replacement is not None:
                 rep = self.replacement
                 if rep.shape[1:] != context.shape[1:]:
                     raise EngineError(f"cannot patch: target context has shape {tuple(rep.shape[1:])} but the "
                                       f"source's is {tuple(context.shape[1:])}; both prompts must be padded to "
                                       "the same token length")
-                rep = rep[:1].expand(rows, *rep.shape[1:]).to(context.dtype)
-                context = torch.cat([rep, context[rows:]], dim=0)
-        return self.inner(x, *args, context=context, **kwargs)
+                rep = rep[:1].expand(rows.stop - rows.start, *rep.shape[1:]).to(context.dtype)
+                kwargs[self._key] = torch.cat([context[:rows.start], rep, context[rows.stop:]], dim=0)
+        return self.inner(*args, **kwargs)
 
 
 def context_patches(adapter: tp.Any,
                     layers: Sequence[int]) -> contextlib.AbstractContextManager[dict[int, ContextPatch]]:
     """Swap a :class:`ContextPatch` in at each layer's cross-attention; always restore the originals."""
+    key = getattr(adapter, "context_kwarg", "context")
     return swapped_sites(adapter, site="cross_attn", layers=layers,
-                         make=lambda inner: ContextPatch(inner, gate=adapter.gate))
+                         make=lambda inner: ContextPatch(inner, gate=adapter.gate, context_kwarg=key))
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,8 @@ def functional_layers(impact: Sequence[float], *, layers: Sequence[int] | None =
 
 def patch_pair(model: tp.Any, task: tuple) -> tuple[float, float, list[float]]:
     """A pool task: target, source and per-layer patched scores of one (target, source, seed)."""
-    with context_patches(model.adapter, task[3]) as patches:
+    uniform = getattr(model.adapter, "uniform_prompts", contextlib.nullcontext)
+    with uniform(), context_patches(model.adapter, task[3]) as patches:
         return _one_pair(model, patches, *task, tick=None)
 
 
@@ -191,7 +201,9 @@ def activation_patching(model: tp.Any, *, concept: str, pairs: Sequence[tuple[st
     gen = dict(seconds=seconds, steps=steps, cfg_scale=cfg_scale)
     tasks = [(target, source, seed, layers, score, gen) for target, source in pairs for seed in seeds]
     if pool is None:
-        with context_patches(model.adapter, layers) as patches:
+        # A family whose prompts encode to different lengths pads them alike for the experiment (adapter's choice).
+        uniform = getattr(model.adapter, "uniform_prompts", contextlib.nullcontext)
+        with uniform(), context_patches(model.adapter, layers) as patches:
             outcomes = [_one_pair(model, patches, *task, tick=tick) for task in tasks]
     else:
         per_task = 2 + len(layers)

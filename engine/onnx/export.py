@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from steerbridge.engine.adapters.base import require_onnx
 from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.onnx.parity import check_parity
 from steerbridge.engine.onnx.seam import capture_forward_inputs
@@ -189,6 +190,7 @@ def export_denoiser(model: tp.Any, out: str | os.PathLike[str], *, opset: int = 
 
     import onnx
 
+    require_onnx(model.family)  # the export graph is the stable-audio-tools DiT's
     t0 = time.perf_counter()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

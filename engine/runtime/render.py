@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from steerbridge.engine.adapters.base import adapter_for
+from steerbridge.engine.adapters.base import family as family_spec, require_onnx
 from steerbridge.engine.runtime.errors import EngineError, RenderCancelled
 from steerbridge.engine.runtime.source import LoadedModel, load_source
 from steerbridge.engine.runtime.steering import Steering, SteeringHandle
@@ -61,8 +61,9 @@ class SteerableModel:
         self.config = loaded.config
         self.source = loaded.source
         self.fingerprint = loaded.fingerprint
+        self.family = loaded.family
         self.device = device
-        self.adapter = adapter_for(self.model, self.config)
+        self.adapter = family_spec(loaded.family).adapter(self.model, self.config)
         self.handle = SteeringHandle(self.adapter)
         self._lock = threading.Lock()  # one render at a time: steering buffers are shared
         self.backend = "torch"
@@ -87,6 +88,7 @@ class SteerableModel:
             raise EngineError(f"backend '{backend}' is not one of {BACKENDS}")
         denoiser = None
         if backend == "onnx":
+            require_onnx(self.family)
             from steerbridge.engine.onnx.runtime import OnnxDenoiser  # onnxruntime loads only when asked for
             from steerbridge.engine.onnx.spec import default_export_dir
 
@@ -154,8 +156,11 @@ def _decoder(model: tp.Any, name: str | None) -> tp.Iterator[None]:
 
 
 def load_model(source: str | os.PathLike[str], *, device: str = "cpu", backend: str = "torch",
-               onnx_dir: str | os.PathLike[str] | None = None) -> SteerableModel:
-    """Load ``"tiny"``, ``"demo"`` or a model folder (see engine/source.py); ``backend``: torch | onnx."""
-    return SteerableModel(load_source(source), device=device, backend=backend, onnx_dir=onnx_dir)
+               onnx_dir: str | os.PathLike[str] | None = None, family: str | None = None) -> SteerableModel:
+    """Load ``"tiny"``, ``"demo"``, ``"tiny:<family>"`` or a model folder (see runtime/source.py).
+
+    ``family`` names the folder's family when its files do not; ``backend``: torch | onnx.
+    """
+    return SteerableModel(load_source(source, family=family), device=device, backend=backend, onnx_dir=onnx_dir)
 
 

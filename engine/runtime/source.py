@@ -1,209 +1,49 @@
-"""Model sources: where a model's config and weights come from, loaded strictly.
+"""Model sources: which family a source belongs to, loaded strictly through that family.
 
-A source is ``"tiny"`` (a small random-weight model built from
-``engine/configs/tiny.json``, for tests and first runs), ``"demo"`` (the
-embedded demo model, ``engine/models/demo/``) or a folder holding
-``model_config.json`` + ``model.safetensors`` in stable-audio-tools format
-(Stable Audio Open 1.0 / Small).
-
-Unlike upstream's ``copy_state_dict``, which skips missing or mis-shaped keys
-without a word, loading here is strict: any missing, unexpected or mis-shaped
-key is an error that lists them. Only safetensors are read (never pickle).
+A source is ``"tiny"`` (a small random-weight stable-audio-tools model built
+from ``engine/configs/tiny.json``, for tests and first runs), ``"demo"`` (the
+embedded demo model, ``engine/models/demo/``), ``"tiny:<family>"`` (a tiny
+random-weight model of another family's real classes) or a folder, recognised
+by its files (:func:`steerbridge.engine.adapters.base.recognise`) or read as
+the family named by ``family``. Each family's loader is strict: a missing,
+unexpected or mis-shaped weight is an error listing the keys.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import typing as tp
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors import safe_open
-from torch import nn
-
-from steerbridge.engine.adapters.sat import sat
-from steerbridge.engine.runtime.components import custom_components
+from steerbridge.engine.adapters import sat_source
+from steerbridge.engine.adapters.base import family as family_spec, recognise
+from steerbridge.engine.adapters.sat_source import DEMO_DIR, TINY_CONFIG, build_random
 from steerbridge.engine.runtime.errors import ModelLoadError
+from steerbridge.engine.runtime.loaded import LoadedModel, fingerprint_of
+from steerbridge.engine.vocab import DEFAULT_FAMILY, TINY_PREFIX
 
 __all__ = ["LoadedModel", "load_source", "build_random", "fingerprint_of", "TINY_CONFIG", "DEMO_DIR"]
 
-_HERE = Path(__file__).resolve().parents[1]  # engine/: configs/ and models/ are its package data
-TINY_CONFIG = _HERE / "configs" / "tiny.json"
-DEMO_DIR = _HERE / "models" / "demo"
 
-# Text encoders upstream would fetch from the Hugging Face hub, and what a
-# user must provide instead.
-_HUB_CONDITIONERS = {
-    "t5": "the T5 encoder '{t5_model_name}' (config.json, model.safetensors, spiece.model, "
-    "tokenizer files) in the Hugging Face cache: copy a cache that holds it to this machine "
-    "and point HF_HOME at it",
-    "clap_text": "a LAION-CLAP checkpoint and the 'laion_clap' package",
-    "clap_audio": "a LAION-CLAP checkpoint and the 'laion_clap' package",
-    "lut": "the tokenizer '{tokenizer_name}' in the Hugging Face cache (set HF_HOME)",
-    "phoneme": "the 'g2p_en' package and its data",
-}
-
-
-@dataclass
-class LoadedModel:
-    """A built stable-audio-tools model with everything known about where it came from."""
-
-    model: nn.Module
-    config: dict[str, tp.Any]
-    source: str
-    fingerprint: str
-
-
-def fingerprint_of(config: dict[str, tp.Any], state: dict[str, torch.Tensor]) -> str:
-    """Hash of the config, every tensor's name/shape/dtype and a content digest.
-
-    The content digest reads a strided sample of up to 4,096 values per tensor,
-    not every byte: it tells different trainings apart in milliseconds even for
-    a 4 GB checkpoint, which is what a vector file needs to refuse a mismatch.
-    """
-    h = hashlib.sha256()
-    h.update(json.dumps(config, sort_keys=True).encode())
-    for name in sorted(state):
-        t = state[name].detach()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        flat = t.reshape(-1)
-        step = max(1, flat.numel() // 4096)
-        h.update(flat[::step].to(torch.float32).cpu().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-def _hub_name(c: dict[str, tp.Any]) -> str:
-    cfg = c.get("config", {})
-    return cfg.get("t5_model_name", "t5-base") if c["type"] == "t5" else cfg.get("tokenizer_name", "?")
-
-
-def _check_conditioners(config: dict[str, tp.Any]) -> None:
-    """Refuse, with a fix-it message, text encoders that would need a hub download."""
-    for c in config.get("model", {}).get("conditioning", {}).get("configs", []):
-        need = _HUB_CONDITIONERS.get(c.get("type", ""))
-        if need is None or (c["type"] in ("t5", "lut") and _in_hf_cache(_hub_name(c))):
-            continue
-        name = _hub_name(c)
-        raise ModelLoadError(
-            f"conditioner '{c.get('id')}' of type '{c['type']}' needs "
-            f"{need.format(t5_model_name=name, tokenizer_name=name)}. "
-            "steerbridge never downloads weights at run time."
-        )
-
-
-def _in_hf_cache(name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
-        return False
-
-
-def _build(config: dict[str, tp.Any]) -> nn.Module:
-    _check_conditioners(config)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
-    try:
-        with custom_components():
-            model = sat("factory").create_model_from_config(config)
-    except ModelLoadError:
-        raise
-    except (KeyError, AssertionError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"model_config.json is not a valid stable-audio-tools config: {exc!r}") from exc
-    if type(model).__name__ != "ConditionedDiffusionModelWrapper" or type(model.model).__name__ != "DiTWrapper":
-        raise ModelLoadError(
-            f"steerbridge steers conditional DiT models (model_type 'diffusion_cond' with a 'dit' "
-            f"diffusion model); this config builds {type(model).__name__}/{type(model.model).__name__}."
-        )
-    return model.eval().requires_grad_(False)
-
-
-def _strict_load(model: nn.Module, weights: Path) -> dict[str, torch.Tensor]:
-    try:
-        state: dict[str, torch.Tensor] = {}
-        with safe_open(str(weights), framework="pt") as f:
-            for key in f.keys():
-                state[key] = f.get_tensor(key)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise ModelLoadError(f"cannot read {weights}: {exc}. It must be a safetensors file.") from exc
-    # Stable Audio releases prefix nothing; training checkpoints may wrap in "diffusion.".
-    if state and all(k.startswith("diffusion.") for k in state):
-        state = {k[len("diffusion."):]: v for k, v in state.items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if state[k].shape != expected[k].shape
-    )
-    if missing or unexpected or misshaped:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:12]) + (f" ... (+{len(keys) - 12} more)" if len(keys) > 12 else "")
-
-        parts = [f"{weights} does not match model_config.json:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {show(unexpected)}")
-        if misshaped:
-            parts.append(f"mis-shaped keys ({len(misshaped)}): {show(misshaped)}")
-        parts.append("Use the model_config.json that was released with these weights.")
-        raise ModelLoadError("\n  ".join(parts))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-    return state
-
-
-def _randomize_zero_inits(model: nn.Module, seed: int) -> None:
-    """Give zero-initialised branches (DiT output projections) small random weights.
-
-    stable-audio-tools zero-initialises every residual branch's output, so a
-    freshly built model's cross-attention outputs are exactly zero and no
-    prompt reaches the audio. A random *test* model should respond to its prompt.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.model.parameters():
-            if p.numel() > 1 and not torch.any(p):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-
-
-def build_random(config: dict[str, tp.Any], *, seed: int = 0, name: str = "random") -> LoadedModel:
-    """A model from ``config`` with seeded random weights (tests, benchmarks, the tiny model)."""
-    torch.manual_seed(seed)
-    model = _build(config)
-    _randomize_zero_inits(model, seed=seed)
-    return LoadedModel(model, config, name, fingerprint_of(config, model.state_dict()))
-
-
-def load_source(source: str | os.PathLike[str]) -> LoadedModel:
-    """Build and load a model from ``"tiny"``, ``"demo"`` or a model folder."""
+def load_source(source: str | os.PathLike[str], *, family: str | None = None) -> LoadedModel:
+    """Build and load a model from ``"tiny"``, ``"demo"``, ``"tiny:<family>"`` or a model folder."""
     src = str(source)
-    if src == "tiny":
-        return build_random(json.loads(TINY_CONFIG.read_text()), seed=0, name="tiny")
-    folder = DEMO_DIR if src == "demo" else Path(src).expanduser()
-    if src == "demo" and not (folder / "model.safetensors").exists():
-        raise ModelLoadError(
-            "the embedded demo model is not in this installation yet (engine/models/demo/). "
-            "Use --model tiny for a random-weight model, or a Stable Audio Open folder."
-        )
-    cfg_path, weights = folder / "model_config.json", folder / "model.safetensors"
+    if src in ("tiny", "demo") and family in (None, DEFAULT_FAMILY):
+        return sat_source.load_tiny() if src == "tiny" else sat_source.load_demo()
+    if src.startswith(TINY_PREFIX) or (src == "tiny" and family is not None):
+        spec = family_spec(src[len(TINY_PREFIX):] if src.startswith(TINY_PREFIX) else str(family))
+        if spec.tiny is None:
+            raise ModelLoadError(f"family '{spec.name}' has no built-in tiny model; give a model folder")
+        return _checked(spec.tiny(), spec.name)
+    folder = Path(src).expanduser()
     if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist. Give 'demo', 'tiny' or a folder "
-                             "holding model_config.json + model.safetensors.")
-    for p in (cfg_path, weights):
-        if not p.is_file():
-            hint = " (only .safetensors weights are read; convert .ckpt files first)" if p == weights else ""
-            raise ModelLoadError(f"{folder} has no {p.name}{hint}. A model folder holds "
-                                 "model_config.json + model.safetensors (stable-audio-tools format).")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    model = _build(config)
-    state = _strict_load(model, weights)
-    return LoadedModel(model, config, "demo" if src == "demo" else str(folder.resolve()),
-                       fingerprint_of(config, state))
+        raise ModelLoadError(f"model folder {folder} does not exist. Give 'demo', 'tiny', 'tiny:<family>' or a "
+                             "folder holding model_config.json + model.safetensors (stable-audio-tools) or a "
+                             "diffusers model_index.json folder.")
+    spec = family_spec(family) if family is not None else recognise(folder)
+    return _checked(spec.load(folder), spec.name)
+
+
+def _checked(loaded: LoadedModel, name: str) -> LoadedModel:
+    if loaded.family != name:  # a loader that forgot to say which family it built
+        raise ModelLoadError(f"the loader of family '{name}' returned a model of family '{loaded.family}'")
+    return loaded

@@ -34,7 +34,7 @@ from steerbridge.engine.runtime.errors import EngineError, VectorMismatchError
 from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE
 
-__all__ = ["Steering", "SteeringTerm", "StepGate", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
+__all__ = ["Steering", "SteeringTerm", "StepGate", "SiteModule", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
            "site_offsets"]
 
 
@@ -138,6 +138,9 @@ class StepGate(nn.Module):
         self.cfg_mode = DEFAULT_CFG_MODE
         self.start_step = 0
         self.steps_done = 0
+        # The family's CFG batch layout: stable-audio-tools batches [cond, uncond],
+        # diffusers pipelines [uncond, cond]. Set once by the adapter.
+        self.uncond_first = False
         # What the latest model call looked like, for recorders (steerbridge.engine.extraction.record).
         self.last_rows = 0
         self.last_cfg_active = False
@@ -154,8 +157,8 @@ class StepGate(nn.Module):
     def before_forward(self, *, rows: int, cfg_active: bool) -> None:
         """Set row gates for one model call of ``rows`` rows.
 
-        stable-audio-tools batches CFG as ``[cond, uncond]``; with CFG off the
-        single pass is conditional.
+        With CFG the batch is ``[cond, uncond]`` or, with ``uncond_first``,
+        ``[uncond, cond]``; with CFG off the single pass is conditional.
         """
         if rows > self.gate.numel():
             raise EngineError(f"batch of {rows} rows exceeds the steering gate size {self.gate.numel()}")
@@ -167,13 +170,39 @@ class StepGate(nn.Module):
             g.zero_()
         elif cfg_active:
             half = rows // 2
-            g[:half].fill_(cond)
-            g[half:rows].fill_(uncond)
+            first, second = (uncond, cond) if self.uncond_first else (cond, uncond)
+            g[:half].fill_(first)
+            g[half:rows].fill_(second)
         else:
             g[:rows].fill_(cond)
 
+    def cond_rows(self, rows: int) -> slice:
+        """Which of the latest call's ``rows`` rows are conditional (for recorders and patches)."""
+        if not self.last_cfg_active:
+            return slice(0, rows)
+        half = rows // 2
+        return slice(half, rows) if self.uncond_first else slice(0, half)
 
-class SiteWrapper(nn.Module):
+
+class SiteModule(nn.Module):
+    """Base of every module swapped in at a site: reads of attributes it lacks go to the wrapped ``inner``.
+
+    Model code may look inside a block it calls (ACE-Step's DiT reads
+    ``layers[0].self_attn.processor``); with a wrapper in the slot that read must
+    still find the original block's attribute.
+    """
+
+    def __getattr__(self, name: str) -> tp.Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self._modules.get("inner")
+            if inner is None or name == "inner":
+                raise
+            return getattr(inner, name)
+
+
+class SiteWrapper(SiteModule):
     """Runs the original site module, then adds the gated offset for the current step."""
 
     def __init__(self, inner: nn.Module, *, gate: StepGate, dim: int, dtype: torch.dtype,

@@ -1,0 +1,271 @@
+"""What every diffusers-based family shares: strict folder loading, fingerprints, a tokenizer with no download,
+and the adapter base class (sites, the step gate driven from the pipeline's per-step callback).
+
+A diffusers model folder holds ``model_index.json`` naming the pipeline class
+and one sub-folder per component. Loading here is strict, unlike
+``DiffusionPipeline.from_pretrained``: each weight-bearing component is built
+from its config and its safetensors are checked key by key (missing,
+unexpected or mis-shaped keys are an error listing them); tokenizers and
+schedulers come from the folder only; nothing is ever downloaded; pickle
+(``.bin``) weights are refused.
+
+``diffusers`` and ``transformers`` are an optional extra (``pip install
+steerbridge[diffusers]``); they are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import string
+import typing as tp
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
+from steerbridge.engine.runtime.loaded import LoadedModel, check_state, fingerprint_of
+from steerbridge.engine.runtime.steering import StepGate
+
+__all__ = ["require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of", "load_pipeline_folder", "loaded_pipeline",
+           "DiffusersAdapter"]
+
+_INSTALL = "pip install 'steerbridge[diffusers]' (diffusers and transformers)"
+
+
+def require_diffusers() -> tp.Any:
+    """``import diffusers`` with a message that says how to install it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
+    try:
+        return importlib.import_module("diffusers")
+    except ImportError as exc:
+        raise ModelLoadError(f"this model family needs diffusers, which is not installed: {exc}. Run {_INSTALL}.") \
+            from exc
+
+
+def char_tokenizer(max_length: int) -> tp.Any:
+    """A character-level fast tokenizer built in code, for tiny test pipelines (no vocabulary download).
+
+    Every printable character is a token, so any prompt tokenizes, different
+    prompts give different ids, and padding to ``max_length`` gives every
+    prompt the same length (which activation patching needs).
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for ch in string.ascii_lowercase + string.digits + string.punctuation + " \n":
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.normalizer = normalizers.Lowercase()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=max_length)
+
+
+def randomize_zero_inits(module: nn.Module, seed: int, *, scale: float = 0.02) -> None:
+    """Give zero-initialised projections small random weights (tiny test models only).
+
+    diffusers zero-initialises some output projections; in a random model they
+    would make every layer after them ignore the prompt.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() > 1 and not torch.any(p):
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+
+
+def pipeline_class_of(folder: Path) -> str | None:
+    """The ``_class_name`` of a diffusers folder's ``model_index.json`` (None: not a diffusers folder)."""
+    try:
+        return str(json.loads((folder / "model_index.json").read_text()).get("_class_name"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _component_class(name: str, library: str, cls_name: str) -> type:
+    if library in ("diffusers", "transformers"):
+        module = importlib.import_module(library)
+    else:  # diffusers names classes that live in a pipeline package by that package
+        module = importlib.import_module(f"diffusers.pipelines.{library}")
+    try:
+        return getattr(module, cls_name)
+    except AttributeError:
+        raise ModelLoadError(f"component '{name}' names {library}.{cls_name}, which this diffusers/transformers "
+                             "version does not have") from None
+
+
+def _read_weights(sub: Path, name: str) -> dict[str, torch.Tensor]:
+    files = sorted(sub.glob("*.safetensors"))
+    if not files:
+        pickles = sorted(p.name for p in sub.glob("*.bin")) + sorted(p.name for p in sub.glob("*.ckpt"))
+        hint = f" ({', '.join(pickles)} are pickle files, which steerbridge never reads)" if pickles else ""
+        raise ModelLoadError(f"{sub} holds no .safetensors weights for component '{name}'{hint}. "
+                             "Convert them to safetensors or fetch the safetensors release of the model.")
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    state[key] = f.get_tensor(key)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+            raise ModelLoadError(f"cannot read {path}: {exc}. It must be a safetensors file.") from exc
+    return state
+
+
+def _tied_aliases(model: nn.Module) -> dict[str, set[str]]:
+    """State-dict keys that share storage (tied embeddings): saving keeps one of each group."""
+    groups: dict[tuple[int, int], set[str]] = {}
+    for key, t in model.state_dict(keep_vars=False).items():
+        if t.numel():
+            groups.setdefault((t.data_ptr(), t.numel()), set()).add(key)
+    return {k: g for g in groups.values() if len(g) > 1 for k in g}
+
+
+def _build_module(cls: type, sub: Path, name: str) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Build ``cls`` from its config in ``sub`` and load its safetensors strictly."""
+    if hasattr(cls, "config_class") and hasattr(cls.config_class, "from_pretrained"):  # transformers
+        model = cls(cls.config_class.from_pretrained(str(sub), local_files_only=True))
+    else:  # diffusers ModelMixin
+        model = cls.from_config(cls.load_config(str(sub), local_files_only=True))
+    state = _read_weights(sub, name)
+    expected = model.state_dict()
+    aliases = _tied_aliases(model)
+    for key in list(expected):  # a tied key is present when any key of its group is
+        if key not in state and any(a in state for a in aliases.get(key, ())):
+            state[key] = state[next(a for a in aliases[key] if a in state)]
+    check_state(expected, state, what=f"{sub} does not match its config ({cls.__name__}):",
+                fix="Use the config.json that was released with these weights.")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    return model.eval().requires_grad_(False), state
+
+
+def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...]) -> LoadedModel:
+    """Strictly load a diffusers folder whose pipeline class is one of ``pipelines``."""
+    diffusers = require_diffusers()
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{folder} has no readable model_index.json ({exc}); a diffusers model folder "
+                             "holds model_index.json and one sub-folder per component") from exc
+    cls_name = index.get("_class_name")
+    if cls_name not in pipelines:
+        raise ModelLoadError(f"{folder} holds a {cls_name}, not a {' or '.join(pipelines)} ({family})")
+    components: dict[str, tp.Any] = {}
+    state: dict[str, torch.Tensor] = {}
+    for name, spec in index.items():
+        if name.startswith("_"):
+            continue
+        if not (isinstance(spec, list) and len(spec) == 2):
+            raise ModelLoadError(f"model_index.json entry '{name}' is {spec!r}, expected [library, class]")
+        library, comp_cls = spec
+        if library is None:
+            components[name] = None
+            continue
+        sub = folder / name
+        if not sub.is_dir():
+            raise ModelLoadError(f"{folder} has no '{name}/' folder for its {comp_cls}. steerbridge never "
+                                 "downloads: copy the whole model folder (every component listed in "
+                                 "model_index.json, text encoder and tokenizer included) to this machine.")
+        cls = _component_class(name, library, comp_cls)
+        try:
+            if isinstance(cls, type) and issubclass(cls, nn.Module):
+                components[name], part = _build_module(cls, sub, name)
+                state.update({f"{name}.{k}": v for k, v in part.items()})
+            else:  # tokenizer, scheduler, feature extractor: from the folder only
+                components[name] = cls.from_pretrained(str(sub), local_files_only=True)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load component '{name}' ({comp_cls}) from {sub}: {exc}") from exc
+    pipe = getattr(diffusers, cls_name)(**components)
+    return loaded_pipeline(pipe, family=family, source=str(folder.resolve()), state=state)
+
+
+def loaded_pipeline(pipe: tp.Any, *, family: str, source: str,
+                    state: dict[str, torch.Tensor] | None = None) -> LoadedModel:
+    """Wrap a built pipeline; its fingerprint covers the family, the classes and every weight."""
+    pipe.set_progress_bar_config(disable=True)  # steerbridge reports progress per step itself
+    comps = {k: v for k, v in pipe.components.items()}
+    if state is None:
+        state = {f"{k}.{n}": t for k, m in comps.items() if isinstance(m, nn.Module)
+                 for n, t in m.state_dict().items()}
+    config = {"family": family, "pipeline": type(pipe).__name__,
+              "components": {k: type(v).__name__ for k, v in sorted(comps.items()) if v is not None}}
+    return LoadedModel(pipe, config, source, fingerprint_of(config, state), family=family)
+
+
+class DiffusersAdapter:
+    """Sites, step gate and parameters for a diffusers pipeline; a family adds encode/sample/decode.
+
+    ``slots[site]`` lists ``(parent, attribute)`` per layer, collected once from
+    the original module tree (so swapping a block does not hide its attention).
+    diffusers batches CFG as ``[uncond, cond]``, hence ``gate.uncond_first``.
+    """
+
+    family = ""
+    context_kwarg = "encoder_hidden_states"
+
+    def __init__(self, pipe: tp.Any, config: dict[str, tp.Any], *, denoiser: nn.Module,
+                 slots: dict[str, list[tuple[nn.Module, str]]], dims: dict[str, int],
+                 names: list[str] | None = None) -> None:
+        self.pipe = pipe
+        self.config = config
+        self.denoiser = denoiser
+        self._slots = slots
+        self._dims = dims
+        self.sites = tuple(slots)
+        self.num_layers = len(next(iter(slots.values())))
+        self._names = names or [str(i) for i in range(self.num_layers)]
+        self.gate = StepGate()
+        self.gate.uncond_first = True
+
+    def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]:
+        if site not in self._slots:
+            raise EngineError(f"unknown site '{site}'; this model has {self.sites}")
+        if not 0 <= layer < self.num_layers:
+            raise EngineError(f"layer {layer} is out of range 0..{self.num_layers - 1}")
+        return self._slots[site][layer]
+
+    def site_dim(self, site: str) -> int:
+        if site not in self._dims:
+            raise EngineError(f"unknown site '{site}'; this model has {self.sites}")
+        return self._dims[site]
+
+    def layer_name(self, layer: int) -> str:
+        return self._names[layer]
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.denoiser.parameters()
+
+    @staticmethod
+    def _no_external(sampler: str | None, denoiser: tp.Any, scheduler: tp.Any) -> None:
+        if denoiser is not None:
+            raise EngineError("this model family runs its denoiser in torch only (no ONNX backend)")
+        if sampler is not None and sampler != type(scheduler).__name__:
+            raise EngineError(f"this model samples with its pipeline's scheduler ({type(scheduler).__name__}); "
+                              f"leave the sampler unset instead of '{sampler}'")
+
+    def _steps(self, *, rows: int, cfg: bool, steps: int,
+               on_step: Callable[[int, int], None] | None) -> Callable[[], None]:
+        """Start a render; return the function to call after each finished diffusion step.
+
+        A pipeline's batch layout is fixed for a whole render, so the row gates are
+        set before the first model call and renewed after each step (for start_step).
+        """
+        gate = self.gate
+        gate.begin_render()
+        gate.before_forward(rows=rows, cfg_active=cfg)
+
+        def done() -> None:
+            gate.step_done()
+            gate.before_forward(rows=rows, cfg_active=cfg)
+            if on_step is not None:
+                on_step(gate.steps_done, steps)
+
+        return done
