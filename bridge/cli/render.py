@@ -127,7 +127,8 @@ def _plan(args: argparse.Namespace):
                 alpha = lo + (hi - lo) * i / (n - 1)
                 sweep_terms = tuple(replace(t, alpha=alpha) if s == name else t for t, s in zip(terms, stems))
                 runs.append((f"{name} α {alpha:+.2f}", name, alpha, alpha, replace(base, terms=sweep_terms)))
-    overrides = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg_scale), ("sampler", args.sampler), ("decoder", args.decoder),
+    overrides = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg_scale), ("sampler", args.sampler),
+                                   ("decoder", args.decoder),
                                    ("cfg_mode", args.cfg_mode), ("start_step", args.start_step),
                                    ("alpha_units", args.alpha_units)) if v is not None}
     runs = [(label, knob, value, alpha, replace(job, **overrides)) for label, knob, value, alpha, job in runs]
