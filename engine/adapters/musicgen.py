@@ -294,11 +294,15 @@ def load_folder(folder: Path, *, family: str = FAMILY) -> LoadedModel:
         want = next(a for a, f in ARCHITECTURES.items() if f == family)
         raise ModelLoadError(f"{folder}/config.json does not name {want} ({family}); a transformers MusicGen folder "
                              "holds config.json, model.safetensors and the tokenizer files")
+    fix = ("Copy the whole model folder, tokenizer files (tokenizer.json or spiece.model) included; steerbridge "
+           "never downloads.")
+    # Checked first: without these files transformers quietly builds a T5 tokenizer with an empty vocabulary.
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "spiece.model")):
+        raise ModelLoadError(f"{folder} has no tokenizer.json or spiece.model. {fix}")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{folder} has no usable tokenizer ({exc}). Copy the whole model folder, tokenizer "
-                             "files (tokenizer.json or spiece.model) included; steerbridge never downloads.") from exc
+        raise ModelLoadError(f"{folder} has no usable tokenizer ({exc}). {fix}") from exc
     model, state = _build_module(getattr(transformers, arch), folder, family)
     gen = folder / "generation_config.json"
     if gen.is_file():

@@ -7,8 +7,9 @@ the benchmark can build a size-realistic decoder (MusicGen small: 1024 wide,
 24 layers, 16 heads, 4 codebooks of 2048, 50 frames/s at 32 kHz).
 
 Constraints the configs honour: the decoder's ``vocab_size`` equals the
-codebook size (its pad/BOS token is the one past it), and EnCodec's
-``target_bandwidths`` give at least ``num_codebooks`` quantizers.
+codebook size (its pad/BOS token is the one past it), EnCodec's
+``target_bandwidths`` give at least ``num_codebooks`` quantizers, and the
+codebooks get random entries (EnCodec initialises them to zeros).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def build_random(*, family: str = FAMILY, width: int = 32, layers: int = 4, head
         config = transformers.MusicgenConfig(text_encoder=t5.to_dict(), audio_encoder=codec.to_dict(),
                                              decoder=dec.to_dict())
         model = transformers.MusicgenForConditionalGeneration(config)
+    # EnCodec initialises its codebooks to zeros: every code would decode to the same audio.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, buf in model.audio_encoder.named_buffers():
+            if name.endswith(".embed"):
+                buf.copy_(torch.randn(buf.shape, generator=gen))
     return loaded_bundle(model, tokenizer, family=family, source=f"tiny:{family}")
 
 
