@@ -147,6 +147,9 @@ class MusicgenAdapter:
         # Decoder positions before the first frame at step 0 (Melody: chroma + text), set by encode.
         self.prefix_length = 0
         self.eos_position: int | None = None
+        # What DiffMean records by default (steerbridge.engine.extraction.positions): the study's EOS state
+        # where the text is prepended, else the generated frames.
+        self.default_position = "eos" if self.melody else "frames"
 
     # -- sites ------------------------------------------------------------------------------------------------------
     def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]:

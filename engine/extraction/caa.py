@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from steerbridge.engine.extraction.record import record_sites
+from steerbridge.engine.extraction.positions import recording, resolve_position
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import Steering
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
@@ -34,10 +34,12 @@ def expand_templates(templates: Sequence[str], bases: Sequence[str]) -> list[str
 def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int,
                        seconds: float, steps: int, cfg_scale: float,
                        on_prompt: Callable[[], None] | None = None,
-                       steering: Steering | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+                       steering: Steering | None = None,
+                       position: str = "all") -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms.
 
-    Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream).
+    Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream);
+    ``position`` picks the sequence positions kept (steerbridge.engine.extraction.positions).
     """
     adapter = model.adapter
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
@@ -50,7 +52,7 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
             model.handle.attach()
         if model.handle.attached:
             model.handle.set(steering)
-        with record_sites(adapter, site=site, layers=layers) as recs:
+        with recording(adapter, site=site, layers=layers, position=position) as recs:
             for prompt in prompts:
                 for rec in recs.values():
                     rec.reset()
@@ -70,8 +72,12 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
                 seconds: float = DEFAULT_SECONDS,
                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
                 normalize: bool = False, progress: Callable[[int, int], None] | None = None,
-                show_progress: bool = False) -> ConceptVector:
-    """Difference of mean site activations between positive and negative prompts."""
+                show_progress: bool = False, position: str | None = None) -> ConceptVector:
+    """Difference of mean site activations between positive and negative prompts.
+
+    ``position``: ``all`` (diffusion families), ``frames`` or ``eos`` (autoregressive
+    families); None takes the family's default.
+    """
     if not positive or not negative:
         raise EngineError("CAA needs at least one positive and one negative prompt")
     if site not in model.sites:
@@ -79,6 +85,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
     layers = list(range(model.num_layers)) if layers is None else sorted(set(int(l) for l in layers))
     if not layers or min(layers) < 0 or max(layers) >= model.num_layers:
         raise EngineError(f"layers {layers} out of range 0..{model.num_layers - 1}")
+    position = resolve_position(model.adapter, position)
     total = len(positive) + len(negative)
     bar = tqdm(total=total, desc=f"extract {concept}", unit="prompt", disable=not show_progress)
     done = [0]
@@ -89,7 +96,8 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
         if progress is not None:
             progress(done[0], total)
 
-    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick)
+    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick,
+              position=position)
     try:
         pos, pos_norms = collect_site_means(model, positive, **kw)
         neg, neg_norms = collect_site_means(model, negative, **kw)
@@ -106,6 +114,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
         concept=concept, site=site, method="caa", fingerprint=model.fingerprint, normalized=normalize,
         positive=tuple(positive), negative=tuple(negative),
         site_norms={l: (pos_norms[l] + neg_norms[l]) / 2 for l in layers},
-        extra={"seed": seed, "seconds": seconds, "steps": steps, "cfg_scale": cfg_scale, "per_step": per_step},
+        extra={"seed": seed, "seconds": seconds, "steps": steps, "cfg_scale": cfg_scale, "per_step": per_step,
+               "position": position},
     )
     return ConceptVector(tensors, meta)
