@@ -15,10 +15,12 @@ from typing import Any
 
 __all__ = ["CFG_MODES", "ALPHA_UNITS", "BACKENDS", "SITES", "DEFAULT_SECONDS", "MAX_SECONDS", "DEFAULT_STEPS",
            "MAX_STEPS", "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE",
-           "RenderSettings", "DEFAULT_FAMILY", "TINY_PREFIX", "is_builtin_source"]
+           "RenderSettings", "DEFAULT_FAMILY", "TINY_PREFIX", "is_builtin_source", "POSITIONS"]
 
 # Which half of a classifier-free-guidance batch steering is added to.
 CFG_MODES = ("cond_only", "both", "uncond_only")
+# Sequence positions an extraction records: all (diffusion), generated frames or the prompt's EOS (autoregressive).
+POSITIONS = ("all", "frames", "eos")
 # "absolute": alpha multiplies the vector as stored; "norm": alpha is in units of
 # the site's mean activation norm (recorded in the vector file at extraction).
 ALPHA_UNITS = ("absolute", "norm")

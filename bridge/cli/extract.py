@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from steerbridge.bridge.cli.common import add_model_flags
-from steerbridge.engine.vocab import DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_SITE, DEFAULT_STEPS, SITES
+from steerbridge.engine.vocab import (DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_SITE, DEFAULT_STEPS, POSITIONS,
+                                      SITES)
 
 __all__ = ["register"]
 
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG_SCALE)
+    p.add_argument("--position", choices=POSITIONS,
+                   help="sequence positions recorded: all (diffusion), frames (generated frames) or eos (the "
+                        "prompt's end in MusicGen-Melody); default: the model family's")
     p.add_argument("--per-step", action="store_true", help="keep one vector per diffusion step ([steps, d])")
     p.add_argument("--normalize", action="store_true", help="unit-normalise each layer's vector")
     p.add_argument("--out", type=Path, help="output .safetensors file (default: out/extract/CONCEPT.safetensors)")
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             vec = engine.extract_caa(model, positive=pos, negative=neg, concept=args.concept, site=args.site,
                                      layers=layers, seed=args.seed, seconds=args.seconds, steps=args.steps,
                                      cfg_scale=args.cfg_scale, per_step=args.per_step, normalize=args.normalize,
+                                     position=args.position,
                                      progress=lambda done, total: bar.update_to(done), pool=pool)
         path = engine.save_vector(vec, args.out)
     except (engine.EngineError, ValueError) as exc:

@@ -101,10 +101,23 @@ def _sa3() -> Family:
                   "a diffusers folder: model_index.json naming StableAudio3Pipeline", tiny=m.build_tiny)
 
 
+def _musicgen(name: str) -> Family:
+    from functools import partial
+
+    from steerbridge.engine.adapters import musicgen as m, musicgen_tiny as t
+
+    arch = next(a for a, f in m.ARCHITECTURES.items() if f == name)
+    return Family(name, m.MusicgenAdapter, partial(m.recognises, family=name), partial(m.load_folder, family=name),
+                  f"a transformers folder: config.json naming {arch}",
+                  tiny=t.build_tiny if name == m.FAMILY else t.build_tiny_melody)
+
+
 # Built-in families are described lazily: a family's code (and its optional
 # dependencies) is imported only when a model of it is recognised or loaded.
 _FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers,
-                                                       "ace-step": _ace_step, "sa3": _sa3}
+                                                       "ace-step": _ace_step, "sa3": _sa3,
+                                                       "musicgen": lambda: _musicgen("musicgen"),
+                                                       "musicgen-melody": lambda: _musicgen("musicgen-melody")}
 
 
 def register_family(spec: Family | Callable[[], Family], *, name: str | None = None) -> None:

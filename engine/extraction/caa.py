@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerbridge.engine.cluster.pool import RenderPool
-from steerbridge.engine.extraction.record import record_sites
+from steerbridge.engine.extraction.positions import recording, resolve_position
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.steering import Steering
 from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
@@ -36,13 +36,16 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
                        seconds: float, steps: int, cfg_scale: float,
                        on_prompt: Callable[[], None] | None = None,
                        steering: Steering | None = None,
-                       pool: RenderPool | None = None) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+                       pool: RenderPool | None = None,
+                       position: str = "all") -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms.
 
-    Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream).
+    Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream);
+    ``position`` picks the sequence positions kept (steerbridge.engine.extraction.positions).
     ``pool``: record the prompts there (e.g. on Ray), one task each; the result is the same.
     """
-    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale)
+    kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale,
+              position=position)
     if pool is None:
         acts, norms = _record(model, prompts, steering=steering, on_prompt=on_prompt, **kw)
     else:
@@ -67,8 +70,8 @@ def record_prompt(model: tp.Any, task: tuple[str, dict[str, tp.Any]]) -> tuple[d
 
 
 def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int, seconds: float,
-            steps: int, cfg_scale: float, steering: Steering | None,
-            on_prompt: Callable[[], None] | None) -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
+            steps: int, cfg_scale: float, steering: Steering | None, on_prompt: Callable[[], None] | None,
+            position: str = "all") -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
     adapter = model.adapter
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
@@ -80,7 +83,7 @@ def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequenc
             model.handle.attach()
         if model.handle.attached:
             model.handle.set(steering)
-        with record_sites(adapter, site=site, layers=layers) as recs:
+        with recording(adapter, site=site, layers=layers, position=position) as recs:
             for prompt in prompts:
                 for rec in recs.values():
                     rec.reset()
@@ -99,10 +102,13 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
                 seconds: float = DEFAULT_SECONDS,
                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
                 normalize: bool = False, progress: Callable[[int, int], None] | None = None,
-                show_progress: bool = False, pool: RenderPool | None = None) -> ConceptVector:
+                show_progress: bool = False, pool: RenderPool | None = None,
+                position: str | None = None) -> ConceptVector:
     """Difference of mean site activations between positive and negative prompts.
 
     ``pool``: render the prompts there (e.g. Ray actors); the vector is the same as without.
+    ``position``: ``all`` (diffusion families), ``frames`` or ``eos`` (autoregressive
+    families); None takes the family's default.
     """
     if not positive or not negative:
         raise EngineError("CAA needs at least one positive and one negative prompt")
@@ -111,6 +117,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
     layers = list(range(model.num_layers)) if layers is None else sorted(set(int(l) for l in layers))
     if not layers or min(layers) < 0 or max(layers) >= model.num_layers:
         raise EngineError(f"layers {layers} out of range 0..{model.num_layers - 1}")
+    position = resolve_position(model.adapter, position)
     total = len(positive) + len(negative)
     bar = tqdm(total=total, desc=f"extract {concept}", unit="prompt", disable=not show_progress)
     done = [0]
@@ -122,7 +129,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
             progress(done[0], total)
 
     kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick,
-              pool=pool)
+              pool=pool, position=position)
     try:
         pos, pos_norms = collect_site_means(model, positive, **kw)
         neg, neg_norms = collect_site_means(model, negative, **kw)
@@ -139,6 +146,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
         concept=concept, site=site, method="caa", fingerprint=model.fingerprint, normalized=normalize,
         positive=tuple(positive), negative=tuple(negative),
         site_norms={l: (pos_norms[l] + neg_norms[l]) / 2 for l in layers},
-        extra={"seed": seed, "seconds": seconds, "steps": steps, "cfg_scale": cfg_scale, "per_step": per_step},
+        extra={"seed": seed, "seconds": seconds, "steps": steps, "cfg_scale": cfg_scale, "per_step": per_step,
+               "position": position},
     )
     return ConceptVector(tensors, meta)
