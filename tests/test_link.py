@@ -110,7 +110,12 @@ class Recorder:
         if isinstance(self.sink, PacedNull):  # the null clock: each block's scheduled time is known
             heard = rows[:, 7] + self.sink.latency_s
             self.delays_ms = (rows[:, 0] - rows[:, 7]) * 1000
+            # After an xrun the clock restarts later; steerbridge re-learns the stream's line within
+            # 8 blocks (BlockClock), so the 16 blocks after one are left out (the audio glitched anyway).
             self.unknown = np.zeros(len(rows), bool)
+            period = rows[:, 1].mean() * slope
+            for j in np.flatnonzero(np.diff(rows[:, 7]) > 1.5 * period) + 1:
+                self.unknown[j:j + 16] = True
             return rows, heard, slope
         late = rows[:, 0] - frames * slope
         w = max(2, int(0.2 / (slope * rows[:, 1].mean())))  # 0.2 s of blocks
