@@ -54,6 +54,7 @@ def _same_vectors(a: dict[str, dict], b: dict[str, dict]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # two CLI runs that import torch and start Ray: minutes on a loaded machine
 def test_bench_quick_on_ray_gives_the_local_results(tmp_path) -> None:
     need_ray()
     local = cli("bench", "--quick", "--out", str(tmp_path / "local"), "--json")
@@ -68,6 +69,7 @@ def test_bench_quick_on_ray_gives_the_local_results(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # two CLI runs that import torch and start Ray: minutes on a loaded machine
 def test_extract_on_ray_gives_the_local_vector(tmp_path) -> None:
     need_ray()
     common = ["extract", "--model", "tiny", "--concept", "mood", "--positive", "happy song, {base}",
@@ -82,6 +84,7 @@ def test_extract_on_ray_gives_the_local_vector(tmp_path) -> None:
     _same_vectors(_vectors(tmp_path / "local"), _vectors(tmp_path / "ray"))
 
 
+@pytest.mark.timeout(900)
 def test_without_ray_the_flag_says_how_to_install_it(tmp_path) -> None:
     # A `ray` package that fails to import stands in for an installation without the extra.
     fake = tmp_path / "site" / "ray"

@@ -94,7 +94,7 @@ def remote_engine(address: str, token_file: str | None) -> dict[str, tp.Any]:
         return {**out, "error": str(exc)}
     t0 = time.perf_counter()
     try:
-        info = client.start(timeout=5.0)
+        info = client.start(timeout=15.0)
     except RemoteRefused as exc:
         return {**out, "reachable": exc.kind != "Unreachable", "error": str(exc)}
     finally:
