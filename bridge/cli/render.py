@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add a vector file with strength ALPHA (repeatable)")
     p.add_argument("--layers", help="comma-separated layers for every --steer vector (default: all it has)")
     p.add_argument("--cfg-mode", choices=CFG_MODES,
-                   help="which CFG half is steered (default: the preset's, else cond_only)")
+                   help="which CFG half is steered (default: the preset's, else the model family's: "
+                        "cond_only, both for MusicGen)")
     p.add_argument("--start-step", type=int)
     p.add_argument("--alpha-units", choices=ALPHA_UNITS)
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
@@ -167,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         runner = _remote(args) if args.engine else JobRunner(source, backend=backend, family=args.family)
     except (EngineError, EngineJobError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
+    family_mode = getattr(runner.model.adapter, "default_cfg_mode", None)
+    if family_mode is not None and args.cfg_mode is None and args.preset is None:  # e.g. MusicGen steers both
+        runs = [(label, knob, value, alpha, replace(job, cfg_mode=family_mode))
+                for label, knob, value, alpha, job in runs]
     total = sum(job.steps for *_, job in runs)
     bar = ProgressBar(total=total, desc="render", quiet=args.quiet or args.json)
     files, audios, done = [], [], 0
