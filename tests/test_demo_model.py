@@ -51,24 +51,47 @@ def test_preset_and_every_shipped_vector_fit_the_demo_model(demo) -> None:
         assert knob.midi is not None and knob.osc_address().startswith("/steer/knob/")
 
 
-def test_shipped_brightness_vector_raises_the_spectral_centroid(demo) -> None:
+def _tempo(audio, sr):  # librosa's estimate (the eval extra), else the numpy one
+    try:
+        from steerbridge.engine.evaluation.rhythm import librosa_tempo
+        return librosa_tempo(audio, sr)
+    except RuntimeError:
+        from steerbridge.engine.evaluation.descriptors import tempo_bpm
+        return tempo_bpm(audio, sr)
+
+
+def _descriptor(name):
+    from steerbridge.engine.evaluation import descriptors
+
+    return {"brightness": descriptors.spectral_centroid, "mood": descriptors.mode_score, "tempo": _tempo}[name]
+
+
+@pytest.mark.parametrize("name", ["brightness", "mood", pytest.param("tempo", marks=pytest.mark.xfail(
+    strict=True, reason="measured on the shipped model: the tempo vector raises the onset rate but librosa's "
+                        "estimate of 'piano loop' falls 198.8 -> 103.4 BPM across the preset's range (an octave "
+                        "flip); docs/demo-model.md. strict: this turns into a failure when a retrained model "
+                        "passes, so the mark is removed then"))])
+def test_shipped_vector_moves_its_descriptor(demo, name) -> None:
+    """The knob's two ends, same prompt and seed: its descriptor moves the way the knob says, on two prompts."""
     from steerbridge import engine
     from steerbridge.bridge.presets.model import load_preset
-    from steerbridge.engine.evaluation.descriptors import spectral_centroid
 
     preset = load_preset(PRESET)
-    knob = preset.knob("brightness")
+    knob = preset.knob(name)
     vector = engine.load_vector(preset.vector_path(knob), model=demo)
+    measure = _descriptor(name)
     for prompt in ("piano loop", "bell song"):
-        request = engine.RenderRequest(prompt=prompt, seed=3, seconds=2.0, steps=preset.model.steps,
+        request = engine.RenderRequest(prompt=prompt, seed=3, seconds=4.0, steps=preset.model.steps,
                                        cfg_scale=preset.model.cfg_scale)
-        centroids = []
-        for alpha in (0.0, knob.alpha_max):
+        values = []
+        for alpha in (knob.alpha_min, knob.alpha_max):
             steering = engine.Steering(terms=(engine.SteeringTerm(vector=vector, alpha=alpha, layers=knob.layers),),
                                        cfg_mode=preset.model.cfg_mode, alpha_units=preset.model.alpha_units)
             r = demo.render(request, steering=steering)
-            centroids.append(spectral_centroid(r.audio, r.sample_rate))
-        assert centroids[1] > centroids[0] * 1.15, (prompt, centroids)
+            values.append(measure(r.audio, r.sample_rate))
+        assert values[1] > values[0], (name, prompt, values)
+        if name != "mood":  # a ratio means nothing for a score that crosses zero
+            assert values[1] > values[0] * 1.15, (name, prompt, values)
 
 
 def test_main_job_renders_the_demo_sweep_without_an_audio_device(tmp_path, capsys) -> None:
