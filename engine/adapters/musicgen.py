@@ -252,7 +252,7 @@ class MusicgenAdapter:
         return latents[0, :, : int(round(seconds * self.sample_rate))].float()
 
 
-# -- loading ------------------------------------------------------------------------------------------------------------
+# -- loading ---------------------------------------------------------------------------------------------------------
 def _architecture(folder: Path) -> str | None:
     try:
         archs = json.loads((folder / "config.json").read_text()).get("architectures") or []
