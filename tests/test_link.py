@@ -108,6 +108,7 @@ class Recorder:
         frames = np.concatenate([[0], np.cumsum(rows[:, 1])[:-1]])
         slope = np.polyfit(frames, rows[:, 0], 1)[0]
         if isinstance(self.sink, PacedNull):  # the null clock: each block's scheduled time is known
+            slope = 1.0 / self.sink.rate  # its rate is exact (a fit of starved callback times is not)
             heard = rows[:, 7] + self.sink.latency_s
             self.delays_ms = (rows[:, 0] - rows[:, 7]) * 1000
             # After an xrun the clock restarts later; steerbridge re-learns the stream's line within
