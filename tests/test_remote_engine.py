@@ -132,12 +132,12 @@ def preset_file(tmp_path, tiny_model) -> Path:
 
 
 class OscWatch:
-    """Subscribes to a session's OSC feedback and keeps every /steer/state/engine value."""
+    """Subscribes to a session's OSC feedback and keeps every /steer/state/engine phase (its first argument)."""
 
     def __init__(self, session: Session) -> None:
         self.engine: list[str] = []
         dispatcher = Dispatcher()
-        dispatcher.map("/steer/state/engine", lambda _a, state: self.engine.append(state))
+        dispatcher.map("/steer/state/engine", lambda _a, phase, *_detail: self.engine.append(phase))
         self._server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         host, port = session.surfaces.osc.address
@@ -161,7 +161,7 @@ def test_session_keeps_playing_through_a_server_loss_and_finishes_the_requeued_j
         session.subscribe(events.append)
         session.start(timeout=300)
         watch = OscWatch(session)
-        assert wait_for(lambda: watch.engine[:1] == ["connected"], 10), watch.engine
+        assert wait_for(lambda: watch.engine[:1] == ["ready"], 10), watch.engine  # told on subscribing
         midway = threading.Event()
         session.client.add_listener(lambda e: midway.set() if isinstance(e, Progress) and e.done >= 3 else None)
         loops_before = sum(e.kind == "loop" for e in events)

@@ -168,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
         runner = _remote(args) if args.engine else JobRunner(source, backend=backend, family=args.family)
     except (EngineError, EngineJobError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
-    family_mode = getattr(runner.model.adapter, "default_cfg_mode", None)
+    # The family's own guidance default (MusicGen steers both branches); a remote engine keeps its model
+    # on the server, so there the job's (preset or shared) default stands.
+    adapter = getattr(getattr(runner, "model", None), "adapter", None)
+    family_mode = getattr(adapter, "default_cfg_mode", None)
     if family_mode is not None and args.cfg_mode is None and args.preset is None:  # e.g. MusicGen steers both
         runs = [(label, knob, value, alpha, replace(job, cfg_mode=family_mode))
                 for label, knob, value, alpha, job in runs]
