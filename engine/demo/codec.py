@@ -1,4 +1,10 @@
-"""The demo model's compact audio representation: normalised log-mel, decoded by Griffin-Lim.
+"""The demo model's compact audio representation: normalised log-mel, decoded by Griffin-Lim or HiFi-GAN.
+
+Two scales. ``slaney`` (the second-generation model): 22.05 kHz, hop 256, 80
+Slaney mel bands to 8 kHz -- exactly the mel the pretrained universal HiFi-GAN
+was trained on, so ``decoder: hifigan`` can invert it (see
+:mod:`steerbridge.engine.demo.hifigan`); Griffin-Lim stays the fast default.
+``warped`` (the first generation, below) is kept so its folders still load.
 
 Why not a learned autoencoder: it would cost training time we would rather
 spend on the diffusion model, and a fixed transform has no weights to trust.
