@@ -3,18 +3,13 @@ render at that alpha gives (tiny random-weight configs of the real classes, in-p
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
-from pythonosc.udp_client import SimpleUDPClient
 
 from steerbridge.bridge.audio.wavfile import read_wav
-from steerbridge.bridge.live.session import Session, SessionOptions
-from support.waiting import wait_for
+from support.serve_knob import exact_render_after_knob
 
 PRESET = """\
 [model]
@@ -46,30 +41,9 @@ def test_osc_knob_brings_the_exact_render(tmp_path, family):
                                 seconds=0.5, steps=2, normalize=True)
     engine.save_vector(vector, tmp_path / "mood.safetensors")
     (tmp_path / "preset.toml").write_text(PRESET.format(family=family))
-    options = SessionOptions(output=f"wav:{tmp_path / 'loops'}", osc="127.0.0.1:0", midi=None,
-                             engine="inprocess", grid="full", progress=False)
-    got: list[tuple] = []
-    arrived = threading.Event()
-    dispatcher = Dispatcher()
-    dispatcher.map("/steer/loop", lambda addr, *args: (got.append(args), arrived.set()) if args[1] == "exact"
-                   else None)
-    listener = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
-    threading.Thread(target=listener.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    session = Session(tmp_path / "preset.toml", options=options, say=lambda _: None)
-    try:
-        session.start(timeout=240)
-        host, port = session.surfaces.osc.address
-        client = SimpleUDPClient(host, port)
-        client.send_message("/steer/subscribe", listener.server_address[1])
-        assert wait_for(lambda: bool(session.surfaces.osc.feedback.subscribers), 5)
-        client.send_message("/steer/knob/mood", 0.25)  # alpha -1.0: between the two stops, no render yet
-        assert arrived.wait(120)
-        assert session.state.snapshot().knobs["mood"].alpha == -1.0
-    finally:
-        session.close()
-        listener.shutdown()
-        listener.server_close()
-    path, kind = got[0]
+    # alpha -1.0: between the two stops, so no pre-rendered loop; the exact render must come
+    path, kind, alpha = exact_render_after_knob(tmp_path / "preset.toml", "mood", 0.25, loops=tmp_path / "loops")
+    assert alpha == -1.0
     assert kind == "exact" and "mood-1.000" in path
     audio, rate = read_wav(Path(path))
     direct = model.render(engine.RenderRequest(prompt="test loop with piano", seed=7, seconds=0.5, steps=2),
