@@ -100,7 +100,9 @@ def _layers(preset: tp.Any, knob: tp.Any, runner: tp.Any) -> list[int]:
     """The layers a knob steers: its ``layers``, else every layer of its vector file."""
     from steerbridge.engine import load_vector
 
-    return sorted(knob.layers) if knob.layers else list(load_vector(preset.vector_path(knob), model=runner.model).layers)
+    if knob.layers:
+        return sorted(knob.layers)
+    return list(load_vector(preset.vector_path(knob), model=runner.model).layers)
 
 
 def _geometry(runner: tp.Any, raw: tp.Any, ortho: tp.Any) -> dict:
@@ -130,8 +132,8 @@ def _geometry(runner: tp.Any, raw: tp.Any, ortho: tp.Any) -> dict:
                           "norm_kept": float(off["orthogonalised"][l].norm() / off["raw"][l].norm().clamp_min(1e-12))}
                  for l in sorted(off["raw"])}
     noop = all(torch.equal(off["raw"][l], off["orthogonalised"][l]) for l in off["raw"])
-    return {"layers": per_layer, "shared_layers": sorted(int(l) for l in per_layer if per_layer[l]["cos_raw"] is not None),
-            "noop": noop}
+    shared = sorted(int(l) for l, x in per_layer.items() if x["cos_raw"] is not None)
+    return {"layers": per_layer, "shared_layers": shared, "noop": noop}
 
 
 def _variant(sw: _Sweep, raw: tp.Any, label: str, why: str, raw_result: dict | None = None) -> dict:
@@ -153,7 +155,8 @@ def _variant(sw: _Sweep, raw: tp.Any, label: str, why: str, raw_result: dict | N
     out["mood_kept"] = {d: _ratio(o[d]["shift"], r[d]["shift"]) for d in MOOD}
     out["tempo_drift"] = {d: _ratio(abs(o[d]["shift"]), abs(r[d]["shift"])) for d in TEMPO}
     ratios = [*out["mood_kept"].values(), *out["tempo_drift"].values()]
-    out["pass"] = (None if geo["noop"] or not all(map(math.isfinite, ratios)) else
+    # A no-op keeps 100 % of both by construction: it fails on the drift, as a user of the knob would find.
+    out["pass"] = (None if not all(map(math.isfinite, ratios)) else
                    all(k >= ENTANGLE["mood_kept"] for k in out["mood_kept"].values())
                    and all(t <= ENTANGLE["tempo_drift"] for t in out["tempo_drift"].values()))
     return out
