@@ -8,7 +8,8 @@
    training data's class gap (measured on freshly synthesised corpus clips).
 2. Steering with the preset's vectors, built as the live bridge builds them (render_job_for +
    JobRunner: the knob's layers, alpha units, CFG mode, orthogonalisation, other knobs at 0):
-   neutral prompts, one seed, 7 alphas evenly across [alpha_min, alpha_max] plus the alpha = 0
+   held-out neutral prompts (neither vector extraction nor tools/calibrate_ranges.py uses them),
+   one held-out seed, 7 alphas evenly across [alpha_min, alpha_max] plus the alpha = 0
    reference. Pass: mean per-prompt Spearman rho(alpha, descriptor) >= 0.9, relative shift
    (mean at alpha_max - mean at alpha_min) / |mean at 0| >= 30 %, and every render within the
    prompt-swap distance of its alpha = 0 render (the median, over ordered pairs of different
@@ -44,7 +45,7 @@ from steerbridge.bridge.engine_link.jobs import JobFailed, RenderResult, render_
 from steerbridge.bridge.engine_link.worker import JobRunner
 from steerbridge.bridge.presets.model import Knob, Preset, load_preset
 from steerbridge.bridge.reports.pictures import sweep_grid
-from steerbridge.engine.evaluation.concepts import CONCEPTS, DESCRIPTORS, EXTRACT_BASES, SECOND_OPINIONS
+from steerbridge.engine.evaluation.concepts import CONCEPTS, DESCRIPTORS, HELD_OUT_BASES, SECOND_OPINIONS
 from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +54,7 @@ from _entangle import ENTANGLE, entangle_part  # noqa: E402
 from _tonal import TONAL, tonal_part  # noqa: E402
 
 GATING = ("brightness", "tempo")
+HELD_OUT_SEED = 4321  # steering renders: a seed neither extraction (0) nor range calibration uses
 FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
 STEER = {"rho": 0.9, "relative_shift": 0.30}
 SPEED = {"seconds": 4.0, "max_render_s": 0.5}
@@ -317,10 +319,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("out/acceptance"), help="output folder")
     ap.add_argument("--pairs", type=int, default=32, help="prompt-following pairs per contrast")
     ap.add_argument("--gap-clips", type=int, default=300, help="corpus clips synthesised for the class gaps")
-    ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
-                    help="neutral prompts for steering (instrument + noun; the instrument knob uses "
-                         "steerbridge.engine.evaluation.concepts' instrument-free bases instead)")
-    ap.add_argument("--seed", type=int, help="seed of every steering render (default: the preset scene's)")
+    ap.add_argument("--prompts", nargs="+", default=list(HELD_OUT_BASES),
+                    help="neutral prompts for steering (instrument + noun; default: the held-out bases, which "
+                         "neither vector extraction nor range calibration uses; the instrument knob uses "
+                         "steerbridge.engine.evaluation.concepts' instrument-free held-out bases instead)")
+    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED,
+                    help=f"seed of every steering and speed render (default {HELD_OUT_SEED}: not the preset "
+                         "scene's seed, which tools/calibrate_ranges.py uses)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the steering renders")
     ap.add_argument("--alphas", type=int, default=7, help="alphas per knob, evenly across its range")
     ap.add_argument("--repeats", type=int, default=5, help="timed renders per speed measurement")
@@ -350,7 +355,6 @@ def open_runner(args: argparse.Namespace) -> tuple[Preset, JobRunner]:
 
 def run(args: argparse.Namespace) -> dict:
     preset, runner = open_runner(args)
-    args.seed = preset.scene.seed if args.seed is None else args.seed
     m = runner.model
     result: dict[str, tp.Any] = {
         "command": args.command, "preset": str(args.preset), "quick": args.quick,

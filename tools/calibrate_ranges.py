@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import demo_acceptance as acc  # noqa: E402  (the acceptance benchmark: the same render path and references)
 
+from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
+
 
 def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
     sw = acc.sweep(runner, preset, knob, concept, grid, args, {})
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", help="model source overriding the preset's")
     ap.add_argument("--out", type=Path, default=Path("out/ranges"))
     ap.add_argument("--grid", default="-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3", help="alphas to try")
-    ap.add_argument("--prompts", nargs="+", default=list(acc.EXTRACT_BASES))
+    ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
+                    help="neutral prompts (default: the extraction bases; the acceptance benchmark holds its own out)")
     ap.add_argument("--knob", action="append", default=[], help="knob to calibrate (repeatable; default all)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=4.0)
