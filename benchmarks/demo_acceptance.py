@@ -284,7 +284,7 @@ def speed_part(runner: JobRunner, preset: Preset, args: argparse.Namespace, *, s
     return out
 
 
-# --- 4. entanglement (benchmarks/_entangle.py) ----------------------------------------------------------
+# --- 4. entanglement (benchmarks/_entangle.py) -------------------------------------------------------
 def entangle(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
     alphas = sweep_alphas(preset.knob("mood"), args.alphas) if "mood" in preset.knob_names() else []
     return entangle_part(runner, preset, prompts=args.prompts, alphas=alphas, seed=args.seed, seconds=args.seconds,
@@ -369,8 +369,7 @@ def run(args: argparse.Namespace) -> dict:
         result["tonal"] = tonal_part(runner.model.model, clips=args.tonal_clips, steps=preset.model.steps,
                                      cfg_scale=preset.model.cfg_scale, out=args.out, log=log)
     result["steering"] = steer_part(runner, preset, args)
-    if not args.skip_entangle:
-        result["entangle"] = entangle(runner, preset, args)
+    result["entangle"] = {"skipped": "--skip-entangle"} if args.skip_entangle else entangle(runner, preset, args)
     failed = {n for n, k in result["steering"]["knobs"].items() if "render failed" in k.get("skipped", "")}
     result["speed"] = speed_part(runner, preset, args, skip=failed)
     result["gates"] = verdict(result)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/demo_entanglement.py [--preset presets/demo.toml] [--out out/entangle]
 
-The mood knob is swept over 7 alphas across its preset range (same seed, the acceptance's neutral prompts),
+The mood knob is swept over 7 alphas across its preset range (the acceptance's held-out seed and prompts),
 raw and orthogonalised against the tempo knob's vector by the engine; per vector the mood shift (mode score,
 basic-pitch major/minor) and the tempo drift (onset rate, librosa tempo) between the ends of the range.
 Pass: the orthogonalised vector keeps >= 70 % of the raw mood shift with <= 10 % of the raw tempo drift.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_acceptance as acc  # noqa: E402  (sibling script: its renderer, descriptors and sweep)
 from _acceptance_report import entangle_headlines, entangle_markdown  # noqa: E402
 
-from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
+from steerbridge.engine.evaluation.concepts import HELD_OUT_BASES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,8 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--preset", type=Path, default=Path("presets/demo.toml"), help="preset with mood and tempo knobs")
     ap.add_argument("--source", help="model source overriding the preset's (demo, tiny or a model folder)")
     ap.add_argument("--out", type=Path, default=Path("out/entangle"), help="output folder")
-    ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES), help="neutral prompts (as the acceptance)")
-    ap.add_argument("--seed", type=int, help="seed of every render (default: the preset scene's)")
+    ap.add_argument("--prompts", nargs="+", default=list(HELD_OUT_BASES),
+                    help="neutral prompts (default: the acceptance's held-out bases)")
+    ap.add_argument("--seed", type=int, default=acc.HELD_OUT_SEED,
+                    help=f"seed of every render (default {acc.HELD_OUT_SEED}, the acceptance's held-out seed)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the renders")
     ap.add_argument("--alphas", type=int, default=7, help="alphas evenly across the mood knob's range")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; --quick: 1)")
@@ -59,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or threads)
     try:
         preset, runner = acc.open_runner(args)
-        args.seed = preset.scene.seed if args.seed is None else args.seed
         part = acc.entangle(runner, preset, args)
     finally:
         torch.set_num_threads(threads)  # main() may run inside another process (the tests)

@@ -27,7 +27,7 @@ def _script(name: str):
 @pytest.mark.slow
 def test_entanglement_on_the_tiny_preset(tmp_path: Path) -> None:
     # 1 prompt, 3 alphas, 1 s renders: 5 renders in all (the part's own default is 7 alphas)
-    assert _script("demo_entanglement").main(["--preset", str(TINY), "--quick", "--prompts", "piano loop",
+    assert _script("demo_entanglement").main(["--preset", str(TINY), "--quick", "--prompts", "keys track",
                                               "--alphas", "3", "--out", str(tmp_path)]) == 0
     e = json.loads((tmp_path / "entangle.json").read_text())["entangle"]
     assert e["alphas"] == [-4.0, 0.0, 4.0] and e["coupling"]["mood_tempo_coupling"] == 0.4
