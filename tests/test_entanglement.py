@@ -34,11 +34,11 @@ def test_entanglement_on_the_tiny_preset(tmp_path: Path) -> None:
     v = e["variants"]["preset"]
     assert list(e["variants"]) == ["preset"]  # tiny's mood and tempo share every layer: no extra variants
     assert not v["noop"] and v["shared_layers"] == [0, 1, 2, 3]
-    for layer in map(str, v["shared_layers"]):
-        x = v["layers"][layer]
-        assert abs(x["cos_raw"]) > 1e-3  # the raw vectors overlap, so there is something to remove ...
-        assert abs(x["cos_applied"]) < 1e-5  # ... and the applied offset has none of tempo left
-        assert 0.0 < x["norm_kept"] < 1.0
+    layers = [v["layers"][str(l)] for l in v["shared_layers"]]
+    assert max(abs(x["cos_raw"]) for x in layers) > 0.05  # the raw vectors overlap: there is something to remove
+    assert min(x["norm_kept"] for x in layers) < 0.99
+    for x in layers:  # ... and the offset the engine applies has none of tempo left, at every shared layer
+        assert abs(x["cos_applied"]) < 1e-5 and 0.0 < x["norm_kept"] <= 1.0 + 1e-6
     raw, ortho = v["vectors"]["raw"], v["vectors"]["orthogonalised"]
     for d in ("mode_score", "transcribed_mode", "onset_rate", "librosa_tempo"):
         assert len(raw[d]["values"]) == 1 and len(raw[d]["values"][0]) == 3
