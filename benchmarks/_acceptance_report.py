@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typing as tp
 
-__all__ = ["markdown", "headlines"]
+from _entangle import MOOD as _MOOD, TEMPO as _TEMPO  # sibling module (benchmarks/ is on sys.path)
+
+__all__ = ["markdown", "headlines", "entangle_markdown", "entangle_headlines"]
 
 
 def f(v: tp.Any, nd: int = 2, pct: bool = False) -> str:
@@ -74,6 +76,8 @@ def markdown(r: dict) -> str:
             f"Held-out captions: {f(tonal['mean_render'], 1)} notes per render vs {f(tonal['mean_corpus'], 1)} in "
             f"corpus clips of the same attributes after the codec round trip: ratio {f(tonal['ratio'], pct=True)} "
             f"(target >= 70 %): {f(tonal['pass'])}.", "", f"![tonal clarity]({tonal['picture']})", ""])
+    if "entangle" in r:
+        lines += entangle_markdown(r["entangle"])
     for name, k in st["knobs"].items():
         if "pictures" in k:
             lines += [f"![{name} sweep]({k['pictures']['sweep']})", f"![{name} curve]({k['pictures']['curve']})", ""]
@@ -88,7 +92,48 @@ def headlines(r: dict) -> list[str]:
             for label, key in (("rho", "rho_mean"), ("relative_shift", "relative_shift"), ("all_within", "all_within"))]
     out += [f"steer_{name}_{op}_rho: {f(v['rho_mean'], 3)}" for name, k in r["steering"]["knobs"].items()
             for op, v in k.get("second_opinions", {}).items()]
+    out += entangle_headlines(r.get("entangle", {}))
     if "ratio" in r.get("tonal", {}):
         out.append(f"tonal_note_ratio: {r['tonal']['ratio']:.3f}")
     return out + [f"speed_render_s: {r['speed']['render_s']:.3f}",
                   f"speed_realtime_factor: {r['speed']['realtime_factor']:.1f}", f"acceptance_pass: {r['passed']}"]
+
+
+def entangle_markdown(e: dict) -> list[str]:
+    """Part 4: the raw and the orthogonalised mood vector, their shifts and the acceptance ratios."""
+    lines = ["### Entanglement: mood orthogonalised against tempo (reported, not gating)", ""]
+    if "skipped" in e:
+        return lines + [f"Skipped: {e['skipped']}.", ""]
+    a, c = e["alphas"], e["coupling"]
+    lines += [f"Coupled corpus: mood_tempo_coupling {c['mood_tempo_coupling']:g} ({c['source']}). Mood knob at "
+              f"{len(a)} alphas in [{a[0]:g}, {a[-1]:g}], prompts {e['prompts']}, seed {e['seed']}, "
+              f"{e['seconds']:g} s renders, other knobs at 0. Shifts: prompt mean at alpha_max minus at alpha_min.",
+              ""]
+    rows, ratios = [], []
+    for name, v in e["variants"].items():
+        for kind, m in v["vectors"].items():
+            same = " (= raw: no-op)" if v["noop"] and kind != "raw" else ""
+            rows.append([name, kind + same, *(f"{m[d]['shift']:+.3f}" if m[d]["shift"] is not None else "n/a"
+                                                for d in _MOOD + _TEMPO)])
+        cos = ", ".join(f"L{l}: {f(x['cos_raw'])} -> {f(x['cos_applied'], 3)}" for l, x in v["layers"].items()
+                        if x["cos_raw"] is not None) or "no shared layer"
+        ratios.append([name, " / ".join(f(v["mood_kept"][d], pct=True) for d in _MOOD),
+                       " / ".join(f(v["tempo_drift"][d], pct=True) for d in _TEMPO), cos, f(v["pass"])])
+    lines += table(["variant", "mood vector", "mode score", "basic-pitch major/minor", "onset rate (/s)",
+                    "librosa tempo (BPM)"], rows)
+    lines += table(["variant", "mood shift kept (mode / basic-pitch)", "tempo drift vs raw (onset / librosa)",
+                    "cos(mood, tempo) raw -> applied", ""], ratios)
+    lines += [f"Pass: mood shift kept >= {e['thresholds']['mood_kept']:.0%} and tempo drift <= "
+              f"{e['thresholds']['tempo_drift']:.0%} of the raw vector's, on both descriptors each. The verdict "
+              f"is the preset variant's: **{f(e['pass'])}**.", ""]
+    lines += [f"- {name}: {v['description']}." + (f" *{v['note']}.*" if "note" in v else "")
+              for name, v in e["variants"].items()]
+    return lines + ["", f"![entanglement]({e['picture']})", ""]
+
+
+def entangle_headlines(e: dict) -> list[str]:
+    out = []
+    for name, v in e.get("variants", {}).items():
+        out += [f"entangle_{name}_mood_kept_{d}: {f(v['mood_kept'][d], 3)}" for d in _MOOD]
+        out += [f"entangle_{name}_tempo_drift_{d}: {f(v['tempo_drift'][d], 3)}" for d in _TEMPO]
+    return out + ([f"entangle_pass: {e['pass']}"] if "variants" in e else [])

@@ -16,8 +16,11 @@
    neutral prompts, of the preservation distance between their alpha = 0 renders).
 3. Speed: a 4 s loop at the preset's steps and CFG (torch), one warm-up then the median of 5
    renders, unsteered and with every knob at alpha_max. Pass: the slower median <= 0.5 s.
+4. Entanglement (benchmarks/_entangle.py; --skip-entangle skips it, benchmarks/demo_entanglement.py runs
+   it alone): the mood knob over the same alphas, raw and orthogonalised against the tempo knob's
+   vector. Pass: >= 70 % of the mood shift kept with <= 10 % of the raw vector's tempo drift.
 Brightness and tempo (and speed) gate the verdict; the rest is reported the same way. Writes
-acceptance.json, acceptance.md, sweep_<knob>.png and curve_<knob>.png into --out; progress on
+acceptance.json, acceptance.md, sweep_<knob>.png, curve_<knob>.png and entangle.png into --out; progress on
 stderr; headline figures last, one per line, as ``name: value``.
 """
 
@@ -47,6 +50,7 @@ from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _acceptance_report import headlines, markdown  # noqa: E402  (sibling module: the report's text)
+from _entangle import ENTANGLE, entangle_part  # noqa: E402
 from _tonal import TONAL, tonal_part  # noqa: E402
 
 GATING = ("brightness", "tempo")
@@ -280,6 +284,13 @@ def speed_part(runner: JobRunner, preset: Preset, args: argparse.Namespace, *, s
     return out
 
 
+# --- 4. entanglement (benchmarks/_entangle.py) -------------------------------------------------------
+def entangle(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
+    alphas = sweep_alphas(preset.knob("mood"), args.alphas) if "mood" in preset.knob_names() else []
+    return entangle_part(runner, preset, prompts=args.prompts, alphas=alphas, seed=args.seed, seconds=args.seconds,
+                         out=args.out, render=render, describe=second_opinion, log=log)
+
+
 # --- report --------------------------------------------------------------------------------------------
 def clean(x: tp.Any) -> tp.Any:
     """JSON-safe: nan/inf become null (strict JSON has no NaN)."""
@@ -322,6 +333,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                 "busy machine is far faster than threads spin-waiting)")
     ap.add_argument("--tonal-clips", type=int, default=12, help="held-out captions for tonal clarity (0: skip)")
     ap.add_argument("--skip-follow", action="store_true", help="skip part 1 (prompt following)")
+    ap.add_argument("--skip-entangle", action="store_true", help="skip part 4 (entanglement)")
     ap.add_argument("--quick", action="store_true", help="smoke-run sizes: 2 pairs, 40 gap clips, 2 prompts, "
                                                          "1 s steering renders, 1 timed render, 1 thread")
     args = ap.parse_args(argv)
@@ -349,13 +361,15 @@ def run(args: argparse.Namespace) -> dict:
         "model": {"source": str(m.source), "fingerprint": m.fingerprint, "demo_family": is_demo_family(m.config)},
         "settings": {k: getattr(preset.model, k) for k in ("steps", "cfg_scale", "sampler", "cfg_mode",
                                                            "start_step", "alpha_units")},
-        "thresholds": {"follow": FOLLOW, "steer": STEER, "speed": SPEED, "tonal": TONAL, "gating": GATING}}
+        "thresholds": {"follow": FOLLOW, "steer": STEER, "speed": SPEED, "tonal": TONAL, "entangle": ENTANGLE,
+                       "gating": GATING}}
     result["follow"] = {"skipped": "--skip-follow"} if args.skip_follow else follow_part(runner, preset, args)
     if is_demo_family(m.config) and args.tonal_clips:
         runner.model.detach_steering()
         result["tonal"] = tonal_part(runner.model.model, clips=args.tonal_clips, steps=preset.model.steps,
                                      cfg_scale=preset.model.cfg_scale, out=args.out, log=log)
     result["steering"] = steer_part(runner, preset, args)
+    result["entangle"] = {"skipped": "--skip-entangle"} if args.skip_entangle else entangle(runner, preset, args)
     failed = {n for n, k in result["steering"]["knobs"].items() if "render failed" in k.get("skipped", "")}
     result["speed"] = speed_part(runner, preset, args, skip=failed)
     result["gates"] = verdict(result)

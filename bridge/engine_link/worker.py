@@ -83,13 +83,7 @@ class JobRunner:
                 emit: Emit, cancelled: Callable[[], bool]) -> None:
         engine = self._engine
         request = engine.RenderRequest(**job.render_settings())
-        steering = None
-        if job.terms:
-            terms = tuple(engine.SteeringTerm(
-                vector=self._vector(t.path), alpha=t.alpha, layers=t.layers, one_to_all=t.one_to_all,
-                orthogonalize_against=tuple(self._vector(p) for p in t.orthogonalize_against)) for t in job.terms)
-            steering = engine.Steering(terms=terms, cfg_mode=job.cfg_mode, start_step=job.start_step,
-                                       alpha_units=job.alpha_units)
+        steering = self.steering_for(job)
         if cancelled():
             raise engine.RenderCancelled(f"render of '{job.prompt}' cancelled before it started")
         base, total = offset
@@ -97,6 +91,17 @@ class JobRunner:
                                    progress=lambda done, _n: emit(Progress(job_id, base + done, total)),
                                    cancel=cancelled)
         emit(RenderResult(job_id, render.audio, render.sample_rate, render.render_s, index))
+
+    def steering_for(self, job: RenderJob) -> Any:
+        """The ``engine.Steering`` a render job asks for (None without terms): what the wrappers receive."""
+        if not job.terms:
+            return None
+        engine = self._engine
+        terms = tuple(engine.SteeringTerm(
+            vector=self._vector(t.path), alpha=t.alpha, layers=t.layers, one_to_all=t.one_to_all,
+            orthogonalize_against=tuple(self._vector(p) for p in t.orthogonalize_against)) for t in job.terms)
+        return engine.Steering(terms=terms, cfg_mode=job.cfg_mode, start_step=job.start_step,
+                               alpha_units=job.alpha_units)
 
     def _extract(self, job_id: int, job: ExtractJob, emit: Emit) -> None:
         engine = self._engine

@@ -1,0 +1,75 @@
+"""benchmarks/_entangle.py (via demo_entanglement.py) on the tiny preset: runs end to end, and the mood offset
+the engine applies after orthogonalising is orthogonal to the tempo vector where the two share layers."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "presets" / "tiny.toml"
+
+
+def _script(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_entanglement_on_the_tiny_preset(tmp_path: Path) -> None:
+    # 1 prompt, 3 alphas, 1 s renders: 5 renders in all (the part's own default is 7 alphas)
+    assert _script("demo_entanglement").main(["--preset", str(TINY), "--quick", "--prompts", "keys track",
+                                              "--alphas", "3", "--out", str(tmp_path)]) == 0
+    e = json.loads((tmp_path / "entangle.json").read_text())["entangle"]
+    assert e["alphas"] == [-4.0, 0.0, 4.0] and e["coupling"]["mood_tempo_coupling"] == 0.4
+    v = e["variants"]["preset"]
+    assert list(e["variants"]) == ["preset"]  # tiny's mood and tempo share every layer: no extra variants
+    assert not v["noop"] and v["shared_layers"] == [0, 1, 2, 3]
+    layers = [v["layers"][str(l)] for l in v["shared_layers"]]
+    assert max(abs(x["cos_raw"]) for x in layers) > 0.05  # the raw vectors overlap: there is something to remove
+    assert min(x["norm_kept"] for x in layers) < 0.99
+    for x in layers:  # ... and the offset the engine applies has none of tempo left, at every shared layer
+        assert abs(x["cos_applied"]) < 1e-5 and 0.0 < x["norm_kept"] <= 1.0 + 1e-6
+    raw, ortho = v["vectors"]["raw"], v["vectors"]["orthogonalised"]
+    for d in ("mode_score", "transcribed_mode", "onset_rate", "librosa_tempo"):
+        assert len(raw[d]["values"]) == 1 and len(raw[d]["values"][0]) == 3
+        assert raw[d]["values"][0][1] == ortho[d]["values"][0][1]  # alpha 0: the same reference render
+    for d in ("mode_score", "onset_rate"):  # the package's own descriptors: always finite
+        assert math.isclose(raw[d]["shift"], raw[d]["mean"][-1] - raw[d]["mean"][0])
+    assert raw["onset_rate"]["values"] != ortho["onset_rate"]["values"] or raw["mode_score"]["values"] != \
+        ortho["mode_score"]["values"]  # the orthogonalised sweep was really rendered
+    kept = v["mood_kept"]["mode_score"]
+    assert kept is None or math.isclose(kept, ortho["mode_score"]["shift"] / raw["mode_score"]["shift"])
+    assert (tmp_path / "entangle.png").stat().st_size > 1000
+    md = (tmp_path / "entangle.md").read_text()
+    assert "| preset | orthogonalised |" in md and "![entanglement](entangle.png)" in md
+
+
+def test_no_shared_layer_is_reported_as_a_no_op(tmp_path: Path) -> None:
+    """The demo preset's case (mood at layer 0, tempo at 2-3): the engine leaves mood as it is."""
+    from steerbridge.bridge.engine_link.worker import JobRunner
+    from steerbridge.bridge.presets.model import load_preset
+    from steerbridge.engine import load_vector, save_vector
+    from steerbridge.engine.runtime.vectors import ConceptVector
+
+    entangle = _script("_entangle")
+    runner = JobRunner("tiny")
+    preset = load_preset(TINY)
+    for name, layers in (("mood", (0,)), ("tempo", (2, 3))):
+        vec = load_vector(preset.vector_path(name), model=runner.model)
+        save_vector(ConceptVector({l: vec.tensor(l) for l in layers}, vec.meta), tmp_path / f"{name}.safetensors")
+        preset = preset.with_knob(dataclasses.replace(preset.knob(name), vector=str(tmp_path / f"{name}.safetensors"),
+                                                      layers=None, orthogonalize_against=()))
+    ortho = preset.with_knob(dataclasses.replace(preset.knob("mood"), orthogonalize_against=("tempo",)))
+    geo = entangle._geometry(runner, preset, ortho)
+    assert geo["noop"] and geo["shared_layers"] == [] and geo["layers"]["0"]["cos_raw"] is None
+    assert geo["layers"]["0"]["norm_kept"] == 1.0
