@@ -58,7 +58,8 @@ def markdown(r: dict) -> str:
                      [[label, sp["steps"], f"{sp['cfg_scale']:g}", f"{sp['loop_s']:g} s",
                        f"{sp[label]['median_s']:.3f} s", f"{sp[label]['realtime_factor']:.1f}x"]
                       for label in ("unsteered", "steered") if label in sp]),
-              (f"{f(sp['passed'])}: <= 0.5 s per 4 s loop ({sp['threads']} torch threads, "
+              (f"{f(sp['passed'])}: <= {r['thresholds']['speed']['max_render_s']:g} s per 4 s loop "
+               f"({sp['threads']} torch threads, "
                f"load average {r['load_average']})."), ""]
     opinions = [[name, op, f(v["rho_mean"]), f(v["shift"], 3)] for name, k in st["knobs"].items()
                 for op, v in k.get("second_opinions", {}).items()]

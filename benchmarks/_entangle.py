@@ -81,6 +81,14 @@ class _Sweep:
         return self.render(self.runner, job).audio
 
 
+
+def _shown(path: Path) -> str:
+    """A vector path as the report shows it: relative to the repository when inside it (no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
 def _summary(alphas: list[float], rows: list[list[float]]) -> dict:
     from scipy.stats import spearmanr
 
@@ -142,7 +150,7 @@ def _variant(sw: _Sweep, raw: tp.Any, label: str, why: str, raw_result: dict | N
     geo = _geometry(sw.runner, raw, ortho)
     out = {"description": why, "mood_layers": _layers(raw, raw.knob("mood"), sw.runner),
            "tempo_file_layers": _layers(raw, dataclasses.replace(raw.knob("tempo"), layers=None), sw.runner),
-           "mood_vector": str(raw.vector_path("mood")), "tempo_vector": str(raw.vector_path("tempo")), **geo}
+           "mood_vector": _shown(raw.vector_path("mood")), "tempo_vector": _shown(raw.vector_path("tempo")), **geo}
     measured = raw_result or sw.measure(raw, f"{label} raw")
     if geo["noop"]:
         out.update(vectors={"raw": measured, "orthogonalised": measured},
