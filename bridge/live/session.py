@@ -80,7 +80,7 @@ class Session:
         self.callback: CallbackGuard | None = None  # what the sink's clock calls: the player, guarded
         self.bank: VoiceBank | None = None
         self.scheduler: RenderScheduler | None = None
-        self.surfaces = ControlSurfaces(self.state, say=self._say)
+        self.surfaces = ControlSurfaces(self.state, say=self._say, on_error=self._error)
         self._listeners: list[Listener] = []
         self._swap_next: str | None = None
         self._progress = PrerenderProgress(enabled=options.progress, on_tick=self._on_prerender_tick)
