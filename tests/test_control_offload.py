@@ -81,7 +81,8 @@ def test_preset_is_read_off_the_osc_thread_and_knobs_keep_working(folder: Path, 
         gate.opened.set()
         assert server.presets.wait_idle(30)
         assert applied == [("other.toml", "steerbridge-preset-load")] * 2  # the first and the newest request
-        assert gate.threads == ["steerbridge-preset-load"] * 2 and server.presets._worker.superseded == 1  # noqa: SLF001
+        assert gate.threads == ["steerbridge-preset-load"] * 2
+        assert server.presets._worker.superseded == 1  # noqa: SLF001
         assert state.snapshot().preset.knob_names() == ("mood", "tempo", "air")
         send("/steer/knob/air", 0.25)  # the dispatcher was rebuilt for the new knobs
         assert wait_for(lambda: state.value("air") == 0.25)

@@ -12,7 +12,7 @@ Who runs what:
   hand results over with single reference or single-array stores (the ``# NB:``
   comments say where GIL atomicity is relied on).
 
-A *scene* (prompt + seed + length) is a deck of up to ``slots`` aligned loops
+A *scene* (prompt + seed + length) is a deck (:mod:`steerbridge.bridge.audio.deck`) of up to ``slots`` aligned loops
 sharing one play position; each slot has a target gain (set by control) and a
 smoothed gain (one-pole, ~10 ms, per sample). A knob move sets new targets and
 is heard at the next block. A new scene goes through a one-entry mailbox and

@@ -14,9 +14,11 @@ from the newest state (equal-power between the pre-rendered stops around it) and
 renders the exact loop, which takes over when it lands. A new prompt or seed
 plays when its first loop lands, at the loop boundary (or at once: ``now=``).
 
-The mixer thread lives in :mod:`steerbridge.bridge.live.mixer`. Threads that call :meth:`Session.subscribe` listeners: the scheduler's (loops),
+The mixer thread lives in :mod:`steerbridge.bridge.live.mixer`.
+Threads that call :meth:`Session.subscribe` listeners: the scheduler's (loops),
 the engine client's (progress, worker deaths), the housekeeping thread
-(status), the caller's (errors from OSC/MIDI). A GUI must hop to its own
+(status), the caller's, ``steerbridge-preset-load``'s or ``steerbridge-midi-save``'s
+(errors from OSC/MIDI). A GUI must hop to its own
 thread (e.g. a Qt signal). Nothing here runs on the audio thread except
 ``LoopPlayer.process``.
 """

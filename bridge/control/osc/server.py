@@ -87,15 +87,20 @@ class OscServer:
         check_exposure(host, allow_remote, self._allowed)
         self.state, self.prefix, self.limits = state, prefix.rstrip("/"), limits
         self.presets_dir = Path(presets_dir).resolve() if presets_dir is not None else None
-        self.presets = PresetRequests(self.presets_dir, report=lambda kind, msg, to: self.notify_error(kind, msg, to=to),
-                                      on_preset=on_preset or (lambda preset: state.load_preset(preset, source="osc")))
+        self.presets = PresetRequests(self.presets_dir,
+                                      on_preset=on_preset or (lambda preset: state.load_preset(preset, source="osc")),
+                                      report=lambda kind, msg, to: self.notify_error(kind, msg, to=to))
         self.feedback = OscFeedback(prefix=self.prefix)
         self._log = RateLimitedLog(log, every_s=log_every_s)
         self.refused: Counter[str] = Counter()  # datagrams dropped before dispatch, by kind
         self.accepted = 0  # datagrams that passed the gate (NB: only the server thread writes it)
         self.engine_state: tuple[str, str] = ("ready", "")  # sent to new subscribers too
-        self._server = GatedServer((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
-                               gate=self._gate, on_error=self._handler_failed)
+        try:
+            self._server = GatedServer((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
+                                   gate=self._gate, on_error=self._handler_failed)
+        except BaseException:
+            self.presets.close()  # e.g. the port is taken: no thread left behind
+            raise
         self._thread: threading.Thread | None = None
         self._remove_listener = state.add_listener(self._on_change)
         # More state for a new subscriber, from outside the ControlState: ("/state/link/tempo", (97.0,)), ...
