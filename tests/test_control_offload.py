@@ -4,14 +4,12 @@ handler returned before the file work" is a fact of the test, not a race with th
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
 from pathlib import Path
 
 import mido
-import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
@@ -23,17 +21,7 @@ from steerbridge.bridge.control.state import ControlState
 from steerbridge.bridge.presets.model import MidiBinding, load_preset
 from steerbridge.bridge.util.latest import LatestWorker
 from support.waiting import wait_for
-
-PRESETS = Path(__file__).resolve().parent.parent / "presets"
-
-
-@pytest.fixture()
-def folder(tmp_path: Path) -> Path:
-    shutil.copytree(PRESETS / "vectors", tmp_path / "vectors")
-    shutil.copy(PRESETS / "tiny.toml", tmp_path / "tiny.toml")
-    text = (PRESETS / "tiny.toml").read_text().replace('name = "brightness"', 'name = "air"')
-    (tmp_path / "other.toml").write_text(text.replace('osc = "/steer/knob/brightness"', ""))
-    return tmp_path
+from test_osc import presets_dir  # noqa: F401 - the fixture: tiny.toml, other.toml (knob "air") and vectors
 
 
 class Gate:
@@ -56,17 +44,17 @@ def _peer(server: OscServer) -> tuple[socket.socket, callable]:
     return sock, lambda address, *args: sock.sendto(build_msg(address, list(args)).dgram, server.address)
 
 
-def test_preset_is_read_off_the_osc_thread_and_knobs_keep_working(folder: Path, monkeypatch) -> None:
+def test_preset_is_read_off_the_osc_thread_and_knobs_keep_working(presets_dir: Path, monkeypatch) -> None:
     gate = Gate(osc_presets.load_preset)
     monkeypatch.setattr(osc_presets, "load_preset", gate)
-    state = ControlState(load_preset(folder / "tiny.toml"))
+    state = ControlState(load_preset(presets_dir / "tiny.toml"))
     applied: list[tuple[str, str]] = []
 
     def on_preset(preset) -> None:
         applied.append((preset.path.name, threading.current_thread().name))
         state.load_preset(preset, source="osc")
 
-    server = OscServer(state, port=0, presets_dir=folder, on_preset=on_preset).start()
+    server = OscServer(state, port=0, presets_dir=presets_dir, on_preset=on_preset).start()
     sock, send = _peer(server)
     try:
         send("/steer/preset", "other")
@@ -92,10 +80,9 @@ def test_preset_is_read_off_the_osc_thread_and_knobs_keep_working(folder: Path, 
         server.stop()
 
 
-def test_preset_errors_still_reach_the_sender_over_udp(folder: Path) -> None:
-    (folder / "broken.toml").write_text("[model]\nsource = 'tiny'\n")
-    state = ControlState(load_preset(folder / "tiny.toml"))
-    server = OscServer(state, port=0, presets_dir=folder).start()
+def test_preset_errors_still_reach_the_sender_over_udp(presets_dir: Path) -> None:
+    state = ControlState(load_preset(presets_dir / "tiny.toml"))
+    server = OscServer(state, port=0, presets_dir=presets_dir).start()
     sock, send = _peer(server)
     try:
         for name, expected in (("../../etc/passwd", "is not a preset file inside"),
@@ -117,10 +104,10 @@ def cc(control: int, value: int, channel: int = 0) -> mido.Message:
     return mido.Message("control_change", channel=channel, control=control, value=value)
 
 
-def test_midi_learn_binds_at_once_and_saves_on_the_saver_thread(folder: Path, monkeypatch) -> None:
+def test_midi_learn_binds_at_once_and_saves_on_the_saver_thread(presets_dir: Path, monkeypatch) -> None:
     gate = Gate(learnsave.set_midi_binding)
     monkeypatch.setattr(learnsave, "set_midi_binding", gate)
-    path = folder / "tiny.toml"
+    path = presets_dir / "tiny.toml"
     state = ControlState(load_preset(path))
     router = MidiRouter(state, pickup=False)
     try:
@@ -144,8 +131,8 @@ def test_midi_learn_binds_at_once_and_saves_on_the_saver_thread(folder: Path, mo
         router.close()
 
 
-def test_a_failed_learn_save_is_reported_and_the_binding_still_works(folder: Path) -> None:
-    path = folder / "tiny.toml"
+def test_a_failed_learn_save_is_reported_and_the_binding_still_works(presets_dir: Path) -> None:
+    path = presets_dir / "tiny.toml"
     state = ControlState(load_preset(path))
     errors: list[str] = []
     router = MidiRouter(state, pickup=False, on_error=errors.append)
