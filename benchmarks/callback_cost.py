@@ -74,7 +74,7 @@ def run(count: int, blocks: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     for _ in range(8):  # something to play: the first exact render and a few stops
         bank.add(next(landings), preset.knobs)
 
-    def mix() -> None:  # Session._update_mix
+    def mix() -> None:  # Mixer.update (bridge/live/mixer.py)
         snap, latest = state.snapshot(), bank.latest
         gains = bank.gains(latest, snap.preset.knobs, snap.values(), snap.alphas(), snap.recent())
         if gains:

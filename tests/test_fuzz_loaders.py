@@ -141,6 +141,7 @@ def test_failed_preset_over_osc_leaves_the_state_unchanged(folder: Path, text: s
         feed(build_msg("/steer/knob/mood", [0.75]).dgram, ("127.0.0.1", 5))
         before = state.snapshot()
         feed(build_msg("/steer/preset", ["bad.toml"]).dgram, ("127.0.0.1", 5))
+        assert server.presets.wait_idle(30)  # read and refused on steerbridge-preset-load
         assert state.snapshot() is before  # same object: not even the version moved
         assert before.knobs["mood"].value == 0.75
         errors = [args for address, args, _ in server.feedback._pending.values() if address == "/steer/error"]  # noqa: SLF001

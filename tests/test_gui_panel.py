@@ -198,6 +198,7 @@ def test_midi_learn_binds_the_next_cc_and_that_cc_then_moves_the_knob(panel, qtb
         router.handle(mido.Message("control_change", channel=3, control=70, value=100))
         assert session.state.snapshot().preset.knob("tempo").midi == MidiBinding(channel=4, cc=70)
         qtbot.waitUntil(lambda: card.midi_label.text() == "ch4 CC70" and not card.learn.isChecked(), timeout=2_000)
+        assert router.wait_saved(30)  # the file is written on the saver's thread
         assert load_preset(panel.test_folder / "panel.toml").knob("tempo").midi == MidiBinding(channel=4, cc=70)
         assert "*" not in panel.windowTitle()  # learn wrote the file itself: nothing unsaved
         router.handle(mido.Message("control_change", channel=3, control=70, value=64))  # near 0.5: picked up

@@ -111,6 +111,7 @@ def test_learn_binds_persists_and_takes_the_control_from_its_old_knob(state: Con
     state.arm_learn("tempo")
     router.handle(cc(74, 10))  # CC 74 belonged to mood
     assert state.snapshot().learn_armed is None
+    assert router.wait_saved(30)  # written on the saver's thread
     on_disk = load_preset(preset_path)
     assert on_disk.knob("tempo").midi == MidiBinding(channel=1, cc=74)
     assert on_disk.knob("mood").midi is None
@@ -120,6 +121,7 @@ def test_learn_binds_persists_and_takes_the_control_from_its_old_knob(state: Con
     state.arm_learn("mood")
     router.handle(cc(7, 0, channel=2))
     router.handle(cc(39, 0, channel=2))  # LSB partner right after: 14-bit
+    assert router.wait_saved(30)
     assert load_preset(preset_path).knob("mood").midi == MidiBinding(channel=3, cc=7, mode="14bit")
     router.close()
 

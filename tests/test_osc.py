@@ -40,6 +40,7 @@ def osc(presets_dir: Path):
 
 def feed(server: OscServer, address: str, *args: object) -> None:
     server.dispatcher.call_handlers_for_packet(build_msg(address, list(args)).dgram, SENDER)
+    assert server.presets.wait_idle(30)  # /steer/preset is read and applied on its own thread
 
 
 def errors(server: OscServer) -> list[tuple[str, ...]]:

@@ -173,6 +173,7 @@ def test_preset_paths_stay_inside_the_presets_folder(layout: Path, name: str) ->
     try:
         before = state.snapshot()
         server.dispatcher.call_handlers_for_packet(build_msg("/steer/preset", [name]).dgram, ("127.0.0.1", 9))
+        assert server.presets.wait_idle(30)  # read and checked on steerbridge-preset-load
         assert state.snapshot() is before
         (error,) = [a for address, a, _ in server.feedback._pending.values() if address == "/steer/error"]  # noqa: SLF001
         assert error[0] == "bad_preset" and "is not a preset file inside" in error[1]
@@ -186,6 +187,7 @@ def test_presets_inside_the_folder_still_load(layout: Path, name: str) -> None:
     server = OscServer(state, port=0, presets_dir=layout)
     try:
         server.dispatcher.call_handlers_for_packet(build_msg("/steer/preset", [name]).dgram, ("127.0.0.1", 9))
+        assert server.presets.wait_idle(30)  # read and checked on steerbridge-preset-load
         assert state.version == 1 and state.snapshot().preset.path.is_relative_to(layout)
     finally:
         server.stop()
@@ -197,6 +199,7 @@ def test_absolute_path_is_refused_even_inside_the_folder(layout: Path) -> None:
     try:
         server.dispatcher.call_handlers_for_packet(
             build_msg("/steer/preset", [str(layout / "demo.toml")]).dgram, ("127.0.0.1", 9))
+        assert server.presets.wait_idle(30)
         assert state.version == 0
     finally:
         server.stop()
@@ -207,6 +210,7 @@ def test_no_presets_folder_means_no_preset_switching(layout: Path) -> None:
     server = OscServer(state, port=0)  # presets_dir=None
     try:
         server.dispatcher.call_handlers_for_packet(build_msg("/steer/preset", ["demo"]).dgram, ("127.0.0.1", 9))
+        assert server.presets.wait_idle(30)
         assert state.version == 0
     finally:
         server.stop()

@@ -12,7 +12,7 @@ Who runs what:
   hand results over with single reference or single-array stores (the ``# NB:``
   comments say where GIL atomicity is relied on).
 
-A *scene* (prompt + seed + length) is a deck of up to ``slots`` aligned loops
+A *scene* (prompt + seed + length) is a deck (:mod:`steerbridge.bridge.audio.deck`) of up to ``slots`` aligned loops
 sharing one play position; each slot has a target gain (set by control) and a
 smoothed gain (one-pole, ~10 ms, per sample). A knob move sets new targets and
 is heard at the next block. A new scene goes through a one-entry mailbox and
@@ -35,16 +35,14 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from steerbridge.bridge.audio.deck import SETTLED, Deck, MixTables
 from steerbridge.bridge.audio.graveyard import Graveyard
-from steerbridge.bridge.audio.loops import Loop, one_pole_coefficient
+from steerbridge.bridge.audio.loops import Loop
 
 if TYPE_CHECKING:
     from steerbridge.bridge.audio.bars import BeatSync
 
 __all__ = ["LoopPlayer", "PlayerStats"]
-
-_SETTLED = 1e-5  # a gain this close to its target snaps to it (-100 dB)
-
 
 @dataclass(frozen=True)
 class PlayerStats:
@@ -56,21 +54,6 @@ class PlayerStats:
     playing: bool
     scene: Hashable
     position_s: float
-
-
-class _Deck:
-    """One scene: aligned loops in fixed slots sharing one play position."""
-
-    __slots__ = ("scene", "frames", "loops", "target", "snap", "gain", "pos")
-
-    def __init__(self, scene: Hashable, frames: int, slots: int) -> None:
-        self.scene = scene
-        self.frames = frames
-        self.loops: list[Loop | None] = [None] * slots
-        self.target = np.zeros(slots)  # control writes, with one copyto
-        self.snap = np.zeros(slots)  # the callback's per-block copy of target
-        self.gain = np.zeros(slots)  # callback-owned smoothed gains; control only reads
-        self.pos = 0  # callback-owned, in frames
 
 
 class LoopPlayer:
@@ -92,23 +75,15 @@ class LoopPlayer:
                 f"{rate}/{channels}/{max_block}/{slots}"
             )
         self.rate, self.channels, self.slots, self.max_block = rate, channels, slots, max_block
-        self.k = one_pole_coefficient(tau_s=smoothing_s, rate=rate)
-        self._decay64 = (1.0 - self.k) ** np.arange(1, max_block + 1, dtype=np.float64)
-        # Per-sample tables are stored interleaved (each value repeated per
-        # channel): 1-D ufuncs on them need no iterator buffers, whereas
-        # broadcasting a [frames, 1] ramp made numpy allocate ~34 KB per call.
-        self._decay = np.repeat(self._decay64.astype(np.float32), channels)
-        self._ramp = np.empty(max_block * channels, np.float32)
-        self._tmp = np.empty(max_block * channels, np.float32)
-        self._mixes = (np.empty(max_block * channels, np.float32), np.empty(max_block * channels, np.float32))
-        self.fade_frames = max(1, round(fade_s * rate))
-        t = (np.arange(self.fade_frames, dtype=np.float64) + 0.5) / self.fade_frames
-        self._fade_in = np.repeat(np.sin(t * np.pi / 2).astype(np.float32), channels)
-        self._fade_out = np.repeat(np.cos(t * np.pi / 2).astype(np.float32), channels)
+        t = self._tables = MixTables(rate=rate, channels=channels, max_block=max_block, smoothing_s=smoothing_s,
+                                     fade_s=fade_s)
+        self.k, self.fade_frames = t.k, t.fade_frames
+        self._decay64, self._decay, self._ramp, self._tmp, self._mixes = t.decay64, t.decay, t.ramp, t.tmp, t.mixes
+        self._fade_in, self._fade_out = t.fade_in, t.fade_out
         # Callback-owned state.
-        self._cur: _Deck | None = None
-        self._old: _Deck | None = None  # fading out
-        self._pending: _Deck | None = None
+        self._cur: Deck | None = None
+        self._old: Deck | None = None  # fading out
+        self._pending: Deck | None = None
         self._pending_now = False
         self._fade_pos = 0
         self._mail_taken = 0
@@ -121,13 +96,13 @@ class LoopPlayer:
         self.blocks = self.frames_out = self.underruns = self.underrun_frames = 0
         # Control-owned state.
         self._lock = threading.Lock()
-        self._mail: tuple[int, _Deck, bool] | None = None
+        self._mail: tuple[int, Deck, bool] | None = None
         self._mail_seq = 0
         self._seq = 0
         self._master_target = 1.0
         self._volume = 1.0  # master volume; play()/stop() fade between 0 and it
         self._playing = True
-        self._decks: dict[Hashable, _Deck] = {}
+        self._decks: dict[Hashable, Deck] = {}
         self._graveyard = Graveyard()
         self.steals = 0
 
@@ -165,7 +140,7 @@ class LoopPlayer:
             if deck is None:
                 if len(lengths) != 1:
                     raise ValueError(f"scene {scene!r} needs loops of one length; got frame counts {sorted(lengths)}")
-                deck = _Deck(scene, lengths.pop(), self.slots)
+                deck = Deck(scene, lengths.pop(), self.slots)
             elif lengths - {deck.frames}:
                 raise ValueError(
                     f"scene {scene!r} plays {deck.frames}-frame loops; got {sorted(lengths)}: "
@@ -176,7 +151,11 @@ class LoopPlayer:
             target = np.zeros(self.slots)
             wanted = {loop for loop, g in gains.items() if g > 0}
             for loop in wanted:
-                target[self._slot_for(deck, loop, wanted)] = gains[loop]
+                j, replaced, stole = deck.slot_for(loop, wanted)
+                self.steals += stole
+                if replaced is not None:
+                    self._graveyard.add(replaced, self.blocks)
+                target[j] = gains[loop]
             # NB: one C-level copy under the GIL; the callback snapshots the
             # array with one copyto too, so it never sees half an update.
             np.copyto(deck.target, target)
@@ -190,24 +169,6 @@ class LoopPlayer:
                 # mail when its sequence number differs from the one it took last.
                 self._mail = (self._mail_seq, deck, swap == "now")
             return self._seq
-
-    def _slot_for(self, deck: _Deck, loop: Loop, wanted: set[Loop]) -> int:
-        for j, held in enumerate(deck.loops):
-            if held is loop:
-                return j
-        free = [j for j, held in enumerate(deck.loops) if held is None]
-        if not free:  # idle: silent and meant to stay silent
-            free = [j for j in range(self.slots) if deck.target[j] == 0.0 and deck.gain[j] == 0.0]
-        if free:
-            j = free[0]
-        else:  # every slot is sounding: cut the quietest voice we no longer want
-            j = min((j for j in range(self.slots) if deck.loops[j] not in wanted), key=lambda j: deck.gain[j])
-            self.steals += 1
-        if deck.loops[j] is not None:
-            self._graveyard.add(deck.loops[j], self.blocks)
-        # NB: a list item store is atomic; the callback sees the old loop or the new one.
-        deck.loops[j] = loop
-        return j
 
     def play(self) -> None:
         """Fade in (one-pole) and resume from where :meth:`stop` paused."""
@@ -361,7 +322,7 @@ class LoopPlayer:
             ramp += target
             np.multiply(flat, ramp, out=flat)
             end = target + d * float(self._decay64[frames - 1])
-            self._master = target if abs(end - target) < _SETTLED else end
+            self._master = target if abs(end - target) < SETTLED else end
 
     def _crossfade(self, dst: np.ndarray, n: int) -> bool:
         ch, fp = self.channels, self._fade_pos
@@ -377,41 +338,7 @@ class LoopPlayer:
             self._old = None  # control's reap moves it to the graveyard
         return heard
 
-    def _mix_deck(self, deck: _Deck | None, dst: np.ndarray, n: int) -> bool:
+    def _mix_deck(self, deck: Deck | None, dst: np.ndarray, n: int) -> bool:
         """Add the deck's voices into ``dst`` (zeroed first); False if it has no loop."""
         dst.fill(0.0)
-        if deck is None:
-            return False
-        ch, length, start = self.channels, deck.frames, deck.pos
-        has_loop = False
-        for j in range(self.slots):
-            loop = deck.loops[j]
-            if loop is None:
-                continue
-            has_loop = True
-            g0, t = float(deck.gain[j]), float(deck.snap[j])
-            ramp = None
-            if g0 != t:
-                d = g0 - t
-                ramp = self._ramp[:n * ch]
-                np.multiply(self._decay[:n * ch], d, out=ramp)
-                ramp += t
-                end = t + d * float(self._decay64[n - 1])
-                deck.gain[j] = t if abs(end - t) < _SETTLED else end
-            elif t == 0.0:
-                continue
-            src, pos, done = loop.data, start, 0
-            while done < n:  # wraps at the loop end (maybe several times for tiny loops)
-                m = min(n - done, length - pos)
-                piece = src[pos * ch:(pos + m) * ch]
-                tmp = self._tmp[:m * ch]
-                if ramp is None:
-                    np.multiply(piece, t, out=tmp)
-                else:
-                    np.multiply(piece, ramp[done * ch:(done + m) * ch], out=tmp)
-                out = dst[done * ch:(done + m) * ch]
-                np.add(out, tmp, out=out)
-                done += m
-                pos = (pos + m) % length
-        deck.pos = (start + n) % length
-        return has_loop
+        return deck is not None and deck.mix_into(dst, n, self.channels, self._tables)

@@ -61,6 +61,9 @@ def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_re
                    help="render on a `steerbridge engine-server` (e.g. a GPU box) instead of a local worker")
     p.add_argument("--engine-token", metavar="FILE",
                    help="that server's token file (default: ~/.config/steerbridge/engine.token)")
+    p.add_argument("--engine-threads", type=int, default=None, metavar="N",
+                   help="torch threads the local render worker uses (default: every core; the worker runs at a "
+                        "lower priority, so audio still comes first)")
     p.add_argument("--in-process", action="store_true",
                    help="render in this process instead of a worker (debugging; rendering can cause dropouts)")
     p.add_argument("--grid", choices=("full", "near", "none"), default="full",
@@ -85,6 +88,8 @@ def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptio
 
     if not 0 < args.blocksize <= 8192:
         raise ValueError(f"--blocksize {args.blocksize}: use 1..8192 frames (256 is a good start)")
+    if args.engine_threads is not None and args.engine_threads < 1:
+        raise ValueError(f"--engine-threads {args.engine_threads}: give 1 or more (or leave it out: every core)")
     if not 0 < args.quantum <= 64:
         raise ValueError(f"--quantum {args.quantum}: give the beats per bar, 1..64 (4 for 4/4)")
     return SessionOptions(
@@ -93,7 +98,8 @@ def session_options(args: argparse.Namespace, *, progress: bool) -> SessionOptio
         osc_allow_remote=args.osc_allow_remote, osc_allowed=tuple(args.osc_allow),
         autosave=None if args.autosave == "off" else args.autosave,
         engine=_engine(args), engine_token_file=args.engine_token, cache_mb=args.cache_mb, grid=args.grid,
-        swap=args.swap, progress=progress, link=args.link, link_quantum=args.quantum)
+        swap=args.swap, progress=progress, link=args.link, link_quantum=args.quantum,
+        engine_threads=args.engine_threads)
 
 
 def check_link(options: SessionOptions, preset: Path | None) -> None:

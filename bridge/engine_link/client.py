@@ -257,9 +257,10 @@ class WorkerClient(EngineClient):
     """
 
     def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch",
-                 max_attempts: int = 2) -> None:
+                 max_attempts: int = 2, threads: int | None = None) -> None:
         super().__init__()
         self._source, self._device, self._max_attempts = source, device, max_attempts
+        self._threads = threads  # torch threads in the worker (None: every core; worker.render_threads)
         self._backend = backend
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
@@ -306,7 +307,7 @@ class WorkerClient(EngineClient):
         self._requests, self._events = self._ctx.Queue(), self._ctx.Queue()
         self._process = self._ctx.Process(target=worker_main, name="steerbridge-engine", daemon=True,
                                           args=(self._source, self._device, self._requests, self._events,
-                                                self._backend))
+                                                self._backend, self._threads))
         self._process.start()
         try:
             first = self._events.get(timeout=timeout)

@@ -18,10 +18,13 @@ def client_key(token_file: str | None) -> bytes:
 
 
 def make_client(engine: str, *, source: str, device: str = "cpu", backend: str = "torch",
-                token_file: str | None = None) -> EngineClient:
-    """A client for ``engine``; a remote one ignores ``source`` (the server hosts its own model)."""
+                token_file: str | None = None, threads: int | None = None) -> EngineClient:
+    """A client for ``engine``; a remote one ignores ``source`` (the server hosts its own model).
+
+    ``threads``: the worker's torch threads (None: every core; only the worker uses it).
+    """
     if engine == "worker":
-        return WorkerClient(source, device=device, backend=backend)
+        return WorkerClient(source, device=device, backend=backend, threads=threads)
     if engine == "inprocess":
         return InProcessClient(source, device=device, backend=backend)
     if engine.startswith("tcp://"):

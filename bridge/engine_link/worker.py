@@ -30,7 +30,7 @@ from typing import Any, Callable
 from steerbridge.bridge.engine_link.jobs import (Event, ExtractJob, Job, JobCancelled, JobDone, JobFailed, ModelInfo,
                                                  Progress, RenderJob, RenderResult, SweepJob, WorkerEvent)
 
-__all__ = ["JobRunner", "worker_main"]
+__all__ = ["render_threads", "JobRunner", "worker_main"]
 
 Emit = Callable[[Event], None]
 
@@ -127,7 +127,26 @@ def _out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
-def worker_main(source: str, device: str, requests: Any, events: Any, backend: str = "torch") -> None:
+def render_threads(requested: int | None = None) -> int:
+    """Torch threads a worker renders with: ``requested``, else every core this process may run on.
+
+    The worker is niced, so the audio process still gets the CPU it needs first;
+    rendering on all cores roughly halves a render on a 2-core machine
+    (benchmarks/scene_ready.py). Set explicitly so that an OMP_NUM_THREADS=1
+    inherited from the shell does not silently make the live engine slower.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"engine threads must be at least 1, not {requested}")
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_main(source: str, device: str, requests: Any, events: Any, backend: str = "torch",
+                threads: int | None = None) -> None:
     """Entry point of the spawned engine process (must stay a module-level function)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the worker stops. A lower priority keeps rendering from starving the audio
@@ -139,6 +158,10 @@ def worker_main(source: str, device: str, requests: Any, events: Any, backend: s
     except OSError:
         pass
     try:
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(render_threads(threads))
         runner = JobRunner(source, device=device, backend=backend)
     except Exception as exc:
         events.put(WorkerEvent("failed", f"{type(exc).__name__}: {exc}"))

@@ -168,7 +168,8 @@ def start_client(preset: Preset, options: SessionOptions,
         client = factory(preset)
     else:
         client = make_client(options.engine, source=preset.model_source(), device=preset.model.device,
-                             backend=preset.model.backend, token_file=options.engine_token_file)
+                             backend=preset.model.backend, token_file=options.engine_token_file,
+                             threads=options.engine_threads)
     try:
         client.start()
     except BaseException:

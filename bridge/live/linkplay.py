@@ -232,7 +232,7 @@ def start_link(session: Any) -> LinkPlay:
     """Join Link for a :class:`~steerbridge.bridge.live.session.Session` whose output and player exist."""
     o, sink = session.options, session.sink
     play = LinkPlay(session.state, session.player, session.bank, rate=sink.rate, blocksize=o.blocksize,
-                    latency_s=sink.latency_s, remix=lambda: session._update_mix(swap="now"),
+                    latency_s=sink.latency_s, remix=lambda: session.mixer and session.mixer.update(swap="now"),
                     notify=session.surfaces.notify_link, options=LinkOptions(quantum=o.link_quantum)).start()
     session.surfaces.extra_state.append(play.osc_state)
     return play

@@ -37,6 +37,9 @@ class SessionOptions:
     # Measured here: a rendering worker at the audio process's priority caused
     # ~200 xruns per 8 s on JACK (non-real-time); at nice 19, ~80. None: leave it.
     engine_nice: int | None = 19
+    # Torch threads in the engine worker. None: every core (it is niced, so audio keeps priority); a render
+    # of the demo model took 0.83 s on 2 threads vs 1.6 s on 1 (benchmarks/scene_ready.py, --engine-threads).
+    engine_threads: int | None = None
     # Ableton Link (bridge/live/linkplay.py; needs steerbridge[link]): None follows the preset's `link`.
     link: bool | None = None
     link_quantum: float = 4.0  # beats per bar

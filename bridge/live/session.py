@@ -14,9 +14,11 @@ from the newest state (equal-power between the pre-rendered stops around it) and
 renders the exact loop, which takes over when it lands. A new prompt or seed
 plays when its first loop lands, at the loop boundary (or at once: ``now=``).
 
+The mixer thread lives in :mod:`steerbridge.bridge.live.mixer`.
 Threads that call :meth:`Session.subscribe` listeners: the scheduler's (loops),
 the engine client's (progress, worker deaths), the housekeeping thread
-(status), the caller's (errors from OSC/MIDI). A GUI must hop to its own
+(status), the caller's, ``steerbridge-preset-load``'s or ``steerbridge-midi-save``'s
+(errors from OSC/MIDI). A GUI must hop to its own
 thread (e.g. a Qt signal). Nothing here runs on the audio thread except
 ``LoopPlayer.process``.
 """
@@ -43,6 +45,7 @@ from steerbridge.bridge.live.autosave import Autosaver, default_autosave_path, r
 from steerbridge.bridge.live.cache import LoopCache
 from steerbridge.bridge.live.events import SessionEvent, SessionStatus, collect_status, loop_name
 from steerbridge.bridge.live.lifecycle import PresetSwitcher, close_client, engine_key, start_client
+from steerbridge.bridge.live.mixer import Mixer
 from steerbridge.bridge.live.options import SessionOptions
 from steerbridge.bridge.live.progress import PrerenderProgress
 from steerbridge.bridge.live.scheduler import LoopReady, RenderScheduler
@@ -80,15 +83,13 @@ class Session:
         self.callback: CallbackGuard | None = None  # what the sink's clock calls: the player, guarded
         self.bank: VoiceBank | None = None
         self.scheduler: RenderScheduler | None = None
-        self.surfaces = ControlSurfaces(self.state, say=self._say)
+        self.surfaces = ControlSurfaces(self.state, say=self._say, on_error=self._error)
         self._listeners: list[Listener] = []
         self._swap_next: str | None = None
         self._progress = PrerenderProgress(enabled=options.progress, on_tick=self._on_prerender_tick)
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
-        self._mixer: threading.Thread | None = None
-        self._mix_wake = threading.Event()
-        self._mix_lock = threading.Lock()
+        self.mixer: Mixer | None = None
         self._started = False
         self._remove_state_listener: Callable[[], None] | None = None
         self._autosaver: Autosaver | None = None
@@ -117,8 +118,7 @@ class Session:
 
                 self.link = start_link(self)
                 self.callback = CallbackGuard(self._audio_process())  # the guard wraps the bar sync too
-            self._mixer = threading.Thread(target=self._mix_loop, name="steerbridge-mixer", daemon=True)
-            self._mixer.start()
+            self.mixer = Mixer(self.state, self.bank, self.player, on_error=lambda msg: self._error("mix", msg))
             self._start_engine(self.preset)
             self._switcher = PresetSwitcher(engine_key=engine_key, current_key=lambda: engine_key(self.preset),
                                             make=self._make_client, apply=self._switch_to, close=close_client,
@@ -233,13 +233,14 @@ class Session:
     def close(self) -> None:
         """Stop audio first (no callback may outlive the player), then everything else. Idempotent."""
         self._stopping.set()
-        self._mix_wake.set()
         if self.sink is not None:
             self.sink.stop()
-        for thread in (self._housekeeper, self._mixer):
-            if thread is not None:
-                thread.join(timeout=2)
-        self._housekeeper = self._mixer = None
+        if self.mixer is not None:
+            self.mixer.close()
+            self.mixer = None
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=2)
+            self._housekeeper = None
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -322,34 +323,10 @@ class Session:
 
     # ------------------------------------------------------------------ wiring
     def _on_change(self, change: Change) -> None:
-        if change.kind == "knob":
-            self._mix_wake.set()  # the mixer thread applies the newest state: a knob storm costs one update
+        if change.kind == "knob" and self.mixer is not None:
+            self.mixer.wake()  # the mixer thread applies the newest state: a knob storm costs one update
         elif change.kind == "playing" and self.player is not None and self.link is None:  # Link: on the bar
             (self.player.play if change.value else self.player.stop)()
-
-    def _mix_loop(self) -> None:
-        while True:
-            self._mix_wake.wait()
-            if self._stopping.is_set():
-                return
-            self._mix_wake.clear()  # cleared before reading the state: a change after this wakes us again
-            try:
-                self._update_mix()
-            except ValueError as exc:  # e.g. a preset with more knobs than the player has slots
-                self._error("mix", str(exc))
-
-    def _update_mix(self, *, swap: str = "boundary") -> None:
-        # Bank and snapshot are read under the lock, so whichever thread (mixer
-        # or loop delivery) applies gains last applies the newest scene and
-        # state; an older scene applied late would start that scene again.
-        with self._mix_lock:
-            bank, player = self.bank.latest if self.bank else None, self.player
-            if bank is None or player is None:
-                return
-            snap = self.state.snapshot()
-            gains = self.bank.gains(bank, snap.preset.knobs, snap.values(), snap.alphas(), snap.recent())
-            if gains:
-                player.set_voices(gains, scene=bank.scene, swap="now" if swap == "now" else "boundary")
 
     def _on_loop(self, ready: LoopReady) -> None:
         assert self.bank is not None and self.sink is not None
@@ -358,7 +335,8 @@ class Session:
             if new_scene else "boundary"
         if new_scene:
             self._swap_next = None
-        self._update_mix(swap=swap)
+        if self.mixer is not None:
+            self.mixer.update(swap=swap)
         kind = "exact" if ready.exact else "stop"
         path: Path | None = None
         try:

@@ -34,8 +34,10 @@ def parse_host_port(text: str, *, default_host: str = "127.0.0.1") -> tuple[str,
 class ControlSurfaces:
     """The OSC server and MIDI inputs of a session (either may be off)."""
 
-    def __init__(self, state: ControlState, *, say: Callable[[str], None]) -> None:
+    def __init__(self, state: ControlState, *, say: Callable[[str], None],
+                 on_error: Callable[[str, str], None] | None = None) -> None:
         self.state, self._say = state, say
+        self._on_error = on_error or self.notify_error  # (kind, message): the session also tells the panel
         self.osc: OscServer | None = None
         self._midi_input: Any = None
         self._midi_router: Any = None
@@ -68,7 +70,7 @@ class ControlSurfaces:
         _prefer_jack_midi()
         from steerbridge.bridge.control.midi.router import MidiInput, MidiRouter, MidiUnavailable
 
-        router = MidiRouter(self.state)
+        router = MidiRouter(self.state, on_error=lambda message: self._on_error("midi_learn", message))
         midi_in = MidiInput(router, ports=list(ports) or None)
         try:
             self.midi_ports = tuple(midi_in.start())

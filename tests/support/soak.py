@@ -216,8 +216,9 @@ def run_soak(seconds: float, *, osc_rate: float = 200.0, midi_rate: float = 100.
                 sock.sendto(build_msg("/steer/preset", [path.name]).dgram, target)
                 report.preset_changes += 1
                 next_preset += preset_every_s
-                # Knobs reset to the new preset's defaults once it is applied (in order on the OSC
-                # thread): wait for that, so no MIDI message is sent to the old preset's knobs.
+                # Knobs reset to the new preset's defaults once it is applied (on the preset-load
+                # thread, after the knob messages sent before it): wait for that, so no MIDI message
+                # is sent to the old preset's knobs.
                 _wait(lambda p=path: session.state.snapshot().preset.path == p.resolve(), 10.0)
                 expected.clear()
                 t = time.monotonic() - start

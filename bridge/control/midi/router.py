@@ -9,9 +9,10 @@ chosen or all input ports, plus a virtual input named ``steerbridge`` that a
 DAW or controller script can connect to.
 
 Threads: rtmidi calls back on one thread per port; the router serialises
-them with a lock. Nothing here runs on the audio thread. Saving a learned
-binding writes a small file on the MIDI thread: learn is rare and a few
-milliseconds of delay on that one message are inaudible.
+them with a lock. Nothing here runs on the audio thread, and nothing here
+touches files: a learned binding is live at once and written into the preset
+file by the ``steerbridge-midi-save`` thread
+(:class:`~steerbridge.bridge.control.midi.learnsave.BindingSaver`).
 
 Backends: on Linux without an ALSA sequencer (CI, containers), run a JACK
 server and set ``MIDO_BACKEND=mido.backends.rtmidi/UNIX_JACK``.
@@ -28,8 +29,9 @@ from typing import Callable, Sequence
 import mido
 
 from steerbridge.bridge.control.midi.decode import KnobEvent, MidiDecoder, MidiLearner, Pickup
+from steerbridge.bridge.control.midi.learnsave import BindingSaver
 from steerbridge.bridge.control.state import Change, ControlState
-from steerbridge.bridge.presets.model import MidiBinding, Preset, set_midi_binding
+from steerbridge.bridge.presets.model import MidiBinding, Preset
 
 __all__ = ["MidiRouter", "MidiInput", "MidiUnavailable", "VIRTUAL_PORT", "KnobEvent"]
 
@@ -45,12 +47,14 @@ class MidiRouter:
     """Feeds MIDI messages into the state. ``handle`` is the entry point (any thread).
 
     ``persist``: save learned bindings into the preset file (when the preset
-    has one). ``pickup``: soft takeover on (default) or off.
+    has one), on the saver's thread; ``on_error(message)`` hears when that
+    fails. ``pickup``: soft takeover on (default) or off.
     """
 
     def __init__(self, state: ControlState, *, pickup: bool = True, persist: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.state, self._persist, self._clock = state, persist, clock
+                 clock: Callable[[], float] = time.monotonic, on_error: Callable[[str], None] | None = None) -> None:
+        self.state, self._clock = state, clock
+        self.saver = BindingSaver(on_error=on_error) if persist else None
         self._lock = threading.Lock()
         self._pickup = Pickup() if pickup else None
         self._learner = MidiLearner()
@@ -62,6 +66,12 @@ class MidiRouter:
 
     def close(self) -> None:
         self._remove_listener()
+        if self.saver is not None:
+            self.saver.close()  # writes what is still queued
+
+    def wait_saved(self, timeout: float | None = None) -> bool:
+        """Wait until learned bindings are written into the preset file; False on timeout."""
+        return self.saver is None or self.saver.wait_idle(timeout)
 
     def handle(self, msg: mido.Message) -> KnobEvent | None:
         """Apply one message; returns the knob event it produced (if any), applied or not."""
@@ -87,18 +97,15 @@ class MidiRouter:
         preset = self.state.snapshot().preset
         for other in preset.knobs:  # one control drives one knob: take it from its old owner
             if other.name != name and other.midi is not None and _same_control(other.midi, binding):
-                preset = self._store(preset, other.name, None)
-        preset = self._store(preset, name, binding)
+                preset = preset.with_knob(replace(other, midi=None))
+        preset = preset.with_knob(replace(preset.knob(name), midi=binding))
         self._learning = name
         log.info("MIDI learn: knob %r <- %s", name, binding)
         self.state.replace_preset(preset, source="midi")
+        if self.saver is not None:
+            self.saver.save(preset)  # the file is written on the saver's thread, not this one
         if self._armed is not None:
             self.state.arm_learn(None, source="midi")
-
-    def _store(self, preset: Preset, name: str, binding: MidiBinding | None) -> Preset:
-        if self._persist and preset.path is not None:
-            return set_midi_binding(preset, name, binding)
-        return preset.with_knob(replace(preset.knob(name), midi=binding))
 
     def _on_change(self, change: Change) -> None:
         # NB: called on the changing thread, maybe inside handle() (same thread,

@@ -26,21 +26,21 @@ OSC wildcards work through python-osc's dispatcher matching:
 
 Threads: the server thread runs the handlers; they are thin (parse, clamp, set
 state) and never block. A feedback thread does all sending, so a slow or
-vanished subscriber never stalls message handling.
+vanished subscriber never stalls message handling; ``/steer/preset`` is read
+and parsed on the ``steerbridge-preset-load`` thread
+(:mod:`steerbridge.bridge.control.osc.presets`), never on the server thread.
 
 Exposure: the server listens on loopback unless ``allow_remote=True`` *and*
 ``allowed_senders`` (addresses or networks) are given; packets from other
-senders are dropped unanswered. Every datagram passes
+senders are dropped unanswered (:mod:`steerbridge.bridge.control.osc.udp`). Every datagram passes
 :func:`steerbridge.bridge.control.osc.guard.check_packet` before python-osc parses it, and every
 refusal is logged once per kind (then one summary per 10 s per kind).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import socket
 import sys
 import threading
 from collections import Counter
@@ -49,76 +49,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import BlockingOSCUDPServer
 
 from steerbridge.bridge.control.osc.feedback import OscFeedback, RateLimitedLog
 from steerbridge.bridge.control.osc.guard import BadPacket, PacketLimits, check_packet
+from steerbridge.bridge.control.osc.presets import PresetRequests
+from steerbridge.bridge.control.osc.udp import (RCVBUF_BYTES, Address, GatedServer, SenderAllowlist, check_exposure,
+                                                is_loopback_host)
 from steerbridge.bridge.control.state import Change, ControlState
-from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
+from steerbridge.bridge.presets.model import Preset
 
 __all__ = ["OscServer", "OscFeedback", "DEFAULT_PORT", "RCVBUF_BYTES", "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 9000
-RCVBUF_BYTES = 4 * 1024 * 1024  # measured: the default buffer lost 15-19 % of a 47k msg/s flood, 4 MB none
-
-Address = tuple[str, int]
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (an address, or a name such as 'localhost') resolves only to loopback addresses."""
-    try:
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError):
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
-
-
-class _Server(BlockingOSCUDPServer):
-    """A blocking (in-order) OSC server with a large receive buffer and a swappable dispatcher.
-
-    ``gate(data, sender)`` decides, before python-osc sees a datagram, whether it is handled.
-    """
-
-    # The whole datagram, not socketserver's 8 KB: a longer one would arrive cut
-    # off and could parse as something else; osc_guard refuses it by size instead.
-    max_packet_size = 65536
-
-    def __init__(self, address: Address, dispatcher: Dispatcher, *, rcvbuf: int,
-                 gate: Callable[[bytes, Address], bool], on_error: Callable[[Address], None]) -> None:
-        self._rcvbuf, self._gate, self._on_error = rcvbuf, gate, on_error
-        self.current = dispatcher
-        super().__init__(address, dispatcher)
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        # NB: socketserver calls this outside its try/except: an exception here
-        # would end serve_forever, so the gate must (and does) catch everything.
-        return self._gate(request[0], client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self._on_error(client_address)  # instead of a traceback on stderr per packet
-
-    @property
-    def dispatcher(self) -> Dispatcher:
-        return self.current  # NB: replaced by a single reference store on preset change
-
-    def server_bind(self) -> None:
-        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-            if option is None:
-                continue
-            try:  # SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN)
-                self.socket.setsockopt(socket.SOL_SOCKET, option, self._rcvbuf)
-                break
-            except OSError:
-                continue
-        super().server_bind()
-        got = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
-        if got < self._rcvbuf:
-            log.warning("OSC receive buffer is %d bytes, not %d: bursts may be lost; raise it with "
-                        "`sysctl -w net.core.rmem_max=%d`", got, self._rcvbuf, self._rcvbuf)
 
 
 class OscServer:
@@ -126,7 +69,8 @@ class OscServer:
 
     ``port=0`` picks a free port (see :attr:`address`). ``presets_dir``
     confines ``/steer/preset``; ``on_preset`` is called with the loaded preset
-    (default: ``state.load_preset``) so the session can also reload the model.
+    (default: ``state.load_preset``) so the session can also reload the model,
+    on the ``steerbridge-preset-load`` thread (:attr:`presets`).
 
     ``host`` must be a loopback address unless ``allow_remote``; then
     ``allowed_senders`` (IP addresses or networks such as ``192.168.1.0/24``)
@@ -139,26 +83,24 @@ class OscServer:
                  on_preset: Callable[[Preset], None] | None = None, rcvbuf_bytes: int = RCVBUF_BYTES,
                  allow_remote: bool = False, allowed_senders: Iterable[str] = (),
                  limits: PacketLimits = PacketLimits(), log_every_s: float = 10.0) -> None:
-        self._allowed = _networks(allowed_senders)
-        if not is_loopback_host(host):
-            if not allow_remote:
-                raise ValueError(f"OSC would listen on {host!r}, which other machines can reach; listen on "
-                                 "127.0.0.1, or allow it explicitly (allow_remote / --osc-allow-remote) "
-                                 "together with the senders to accept (--osc-allow ADDRESS[/NET])")
-            if not self._allowed:
-                raise ValueError(f"OSC on {host!r} needs a list of allowed sender addresses "
-                                 "(--osc-allow 192.168.1.20 or --osc-allow 192.168.1.0/24)")
+        self._allowed = SenderAllowlist(allowed_senders)
+        check_exposure(host, allow_remote, self._allowed)
         self.state, self.prefix, self.limits = state, prefix.rstrip("/"), limits
         self.presets_dir = Path(presets_dir).resolve() if presets_dir is not None else None
-        self._on_preset = on_preset or (lambda preset: state.load_preset(preset, source="osc"))
+        self.presets = PresetRequests(self.presets_dir,
+                                      on_preset=on_preset or (lambda preset: state.load_preset(preset, source="osc")),
+                                      report=lambda kind, msg, to: self.notify_error(kind, msg, to=to))
         self.feedback = OscFeedback(prefix=self.prefix)
         self._log = RateLimitedLog(log, every_s=log_every_s)
         self.refused: Counter[str] = Counter()  # datagrams dropped before dispatch, by kind
         self.accepted = 0  # datagrams that passed the gate (NB: only the server thread writes it)
-        self._sender_ok: dict[str, bool] = {}
         self.engine_state: tuple[str, str] = ("ready", "")  # sent to new subscribers too
-        self._server = _Server((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
-                               gate=self._gate, on_error=self._handler_failed)
+        try:
+            self._server = GatedServer((host, port), self._build_dispatcher(), rcvbuf=rcvbuf_bytes,
+                                   gate=self._gate, on_error=self._handler_failed)
+        except BaseException:
+            self.presets.close()  # e.g. the port is taken: no thread left behind
+            raise
         self._thread: threading.Thread | None = None
         self._remove_listener = state.add_listener(self._on_change)
         # More state for a new subscriber, from outside the ControlState: ("/state/link/tempo", (97.0,)), ...
@@ -187,6 +129,7 @@ class OscServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+        self.presets.close()
         self.feedback.stop()
 
     # -- feedback the session sends ----------------------------------------
@@ -213,7 +156,7 @@ class OscServer:
     # -- the gate before python-osc ----------------------------------------
     def _gate(self, data: bytes, sender: Address) -> bool:
         try:
-            if not self._allowed_sender(sender[0]):
+            if not self._allowed.allows(sender[0]):
                 self.refused["sender_refused"] += 1
                 self._log.warning("sender_refused", "OSC packet from %s dropped: not an allowed sender "
                                   "(add it with --osc-allow)", sender[0])
@@ -228,15 +171,6 @@ class OscServer:
             self.refused["internal_error"] += 1
             self._log.warning("internal_error", "OSC packet check failed: %s: %s", type(exc).__name__, exc)
         return False
-
-    def _allowed_sender(self, ip: str) -> bool:
-        ok = self._sender_ok.get(ip)
-        if ok is None:
-            addr = ipaddress.ip_address(ip)
-            ok = any(addr in net for net in self._allowed) if self._allowed else addr.is_loopback
-            if len(self._sender_ok) < 4096:  # bounded: spoofed sources must not grow it forever
-                self._sender_ok[ip] = ok
-        return ok
 
     def _handler_failed(self, sender: Address) -> None:
         exc = sys.exc_info()[1]
@@ -315,19 +249,8 @@ class OscServer:
             self.state.set_playing(False, source="osc")
 
     def _preset(self, sender: Address, address: str, *args: Any) -> None:
-        if (parsed := self._args(sender, address, args, "s")) is None:
-            return
-        path = self._confine(parsed[0])
-        if path is None:
-            self.notify_error("bad_preset", f"{address}: {parsed[0]!r} is not a preset file inside "
-                              f"{self.presets_dir}; send a file name such as 'demo.toml'", to=sender)
-            return
-        try:
-            preset = load_preset(path)
-        except PresetError as exc:
-            self.notify_error("bad_preset", str(exc), to=sender)
-            return
-        self._set(sender, lambda: self._on_preset(preset))
+        if (parsed := self._args(sender, address, args, "s")) is not None:
+            self.presets.request(parsed[0], sender, address)  # read and parsed on steerbridge-preset-load
 
     def _subscribe(self, sender: Address, address: str, *args: Any) -> None:
         port = self._port(sender, address, args)
@@ -361,16 +284,6 @@ class OscServer:
         except (ValueError, KeyError) as exc:  # the state's messages say what to send instead
             self.notify_error("bad_value", str(exc).strip("'\""), to=sender)
 
-    def _confine(self, name: str) -> Path | None:
-        """``name`` as a .toml file inside the presets folder, or None (no traversal)."""
-        if self.presets_dir is None or not name or "\x00" in name:
-            return None
-        candidate = Path(name if name.endswith(".toml") else f"{name}.toml")
-        if candidate.is_absolute():
-            return None
-        path = (self.presets_dir / candidate).resolve()
-        return path if path.is_relative_to(self.presets_dir) and path.is_file() else None
-
     def _send_full_state(self, to: Address) -> None:
         snap = self.state.snapshot()
         for knob in snap.knobs.values():
@@ -396,14 +309,3 @@ class OscServer:
             value = change.value
             value = int(value) if isinstance(value, bool) else ("" if value is None else value)
             self.feedback.send(f"/state/{change.kind}", value)
-
-
-def _networks(senders: Iterable[str]) -> tuple[Network, ...]:
-    nets = []
-    for text in senders:
-        try:
-            nets.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"allowed OSC sender {text!r} is not an IP address or network; "
-                             "write e.g. 192.168.1.20 or 192.168.1.0/24") from None
-    return tuple(nets)
