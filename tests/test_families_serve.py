@@ -31,7 +31,7 @@ stops = 2
 """
 
 
-@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3"])
+@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3", "audioldm2"])
 def test_osc_knob_brings_the_exact_render(tmp_path, family):
     from steerbridge import engine
     from steerbridge.engine.runtime.steering import Steering, SteeringTerm
