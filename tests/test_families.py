@@ -243,6 +243,9 @@ def test_render_cli_end_to_end(model, tmp_path):
 
 
 def test_strict_folder_loading_round_trip_and_named_keys(model, tmp_path):
+    if model.family == "audioldm2":
+        pytest.xfail("tiny:audioldm2's character-level T5 tokenizer does not survive a transformers 5 save/load "
+                     "round trip (T5Tokenizer rebuilds a Unigram model from a WordLevel vocabulary)")
     from safetensors.torch import load_file, save_file
 
     from steerbridge.engine.runtime.errors import ModelLoadError

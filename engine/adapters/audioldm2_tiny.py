@@ -71,6 +71,11 @@ def build_pipeline(unet: nn.Module, *, seed: int, lm_width: int, t5_width: int, 
                                                     upsample_kernel_sizes=[2 * r for r in hop],
                                                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
                                                     normalize_before=False))
+    # HiFi-GAN initialises its convolutions at std 0.01 (for training); random, that makes ~1e-6 audio. PyTorch's
+    # default init keeps the signal audible, so a steered tiny render differs audibly from a plain one.
+    for m in vocoder.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            m.reset_parameters()
     # As the released scheduler/scheduler_config.json sets it.
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
                                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
@@ -102,6 +107,7 @@ def build_tiny(*, seed: int = 0) -> LoadedModel:
     Layers: ``down.0.attn.{1,2}`` (16 wide), ``mid.attn.{1,2}`` (32), ``up.1.attn.{1,2,4,5}`` (16).
     """
     lm_width, t5_width, latent = 24, 16, 4
+    torch.manual_seed(seed)  # the U-Net is built first: same seed, same weights, same fingerprint
     unet = _unet(channels=(16, 32), down=("CrossAttnDownBlock2D", "DownBlock2D"),
                  up=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1, heads=2, lm_width=lm_width,
                  t5_width=t5_width, latent=latent, groups=8)
@@ -120,6 +126,7 @@ def build_published(*, seed: int = 0, levels: int = 4) -> LoadedModel:
     channels = (320, 640, 1280, 1280)[:levels]
     down = ("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",)
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1)
+    torch.manual_seed(seed)
     unet = _unet(channels=channels, down=down, up=up, layers_per_block=2, heads=8, lm_width=768, t5_width=1024,
                  latent=8, groups=32)
     return build_pipeline(unet, seed=seed, lm_width=768, t5_width=1024, mel_bins=64, sample_rate=16000,
