@@ -67,7 +67,9 @@ def build_pipeline(unet: nn.Module, *, seed: int, lm_width: int, t5_width: int, 
                                   down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
                                   up_block_types=("UpDecoderBlock2D",) * len(vae_channels))
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=mel_bins, sampling_rate=sample_rate,
-                                                    upsample_initial_channel=16, upsample_rates=list(hop),
+                                                    # channels halve per upsampling stage: keep >= 4 at the end
+                                                    upsample_initial_channel=max(16, 4 * 2 ** len(hop)),
+                                                    upsample_rates=list(hop),
                                                     upsample_kernel_sizes=[2 * r for r in hop],
                                                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
                                                     normalize_before=False))
