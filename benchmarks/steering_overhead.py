@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import time
 
@@ -96,16 +97,25 @@ def _sa3(layers: int):
     return build_tiny(width=1536, heads=24, layers=layers, sample_rate=344, memory_tokens=64)
 
 
-FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step, "sa3": _sa3}
+def _audioldm2(levels: int):
+    from steerbridge.engine.adapters.audioldm2_tiny import build_published
+
+    # AudioLDM2 (cvssp/audioldm2's U-Net): 320/640/1280/1280 channels, 2 resnets a level, cross-attention
+    # [None, GPT2 768, T5 1024], 8 latent channels over 64 mel bins at 100 frames a second (16 kHz, hop 160),
+    # 4x VAE: a 4 s loop is a 100 x 16 latent. --family-layers counts U-Net levels here (1..4), not layers.
+    return build_published(levels=max(1, min(4, levels)))
+
+
+FAMILY_DIMS = {"sao-diffusers": _sao_diffusers, "ace-step": _ace_step, "sa3": _sa3, "audioldm2": _audioldm2}
 
 
 def measure(name: str, cfg: dict | SteerableModel, *, repeats: int, steps: int, seconds: float) -> tuple[float, float]:
     model = cfg if isinstance(cfg, SteerableModel) else SteerableModel(build_random(copy.deepcopy(cfg), seed=0,
                                                                                     name=name))
-    d = model.site_dim("cross_attn")
     g = torch.Generator().manual_seed(1)
     layers = sorted({max(0, model.num_layers // 2 - 1), model.num_layers // 2})
-    vec = ConceptVector({l: torch.randn(d, generator=g) * 0.01 for l in layers},
+    # each layer's own width (a U-Net's levels differ)
+    vec = ConceptVector({l: torch.randn(model.site_dim("cross_attn", l), generator=g) * 0.01 for l in layers},
                         VectorMeta(concept="bench", site="cross_attn", method="random", fingerprint=model.fingerprint))
     steering = Steering((SteeringTerm(vec, 1.0),))
     req = RenderRequest("bench loop", seed=3, seconds=seconds, steps=steps)
@@ -168,7 +178,8 @@ def main() -> None:
     ap.add_argument("--forwards", type=int, default=20, help="DiT forward pairs at SAO Small dims (0: skip)")
     ap.add_argument("--family", action="append", default=[],
                     help=f"also measure this diffusers family at its published width ({', '.join(FAMILY_DIMS)})")
-    ap.add_argument("--family-layers", type=int, default=2, help="layers of the --family models (default: 2)")
+    ap.add_argument("--family-layers", type=int, default=2,
+                    help="layers of the --family models (default: 2); for audioldm2, U-Net levels (1-4)")
     ap.add_argument("--family-seconds", type=float, default=4.0, help="audio length of --family renders")
     args = ap.parse_args()
     ratios = {"tiny": measure("tiny", json.loads(TINY_CONFIG.read_text()), repeats=args.repeats * 4,
@@ -183,6 +194,9 @@ def main() -> None:
         ratios[family.replace("-", "_")] = measure(family, family_model(family, args.family_layers),
                                                    repeats=args.repeats, steps=args.steps,
                                                    seconds=args.family_seconds)
+    load = os.getloadavg()
+    print(f"load average (1, 5, 15 min) on {os.cpu_count()} CPUs: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          " (timings on a loaded machine are noisy; the CPU-time ratios are the steadier)")
     for name, (wall, cpu) in ratios.items():
         print(f"steering_overhead_wall_ratio_{name}: {wall:.4f}")
         print(f"steering_overhead_cpu_ratio_{name}: {cpu:.4f}")

@@ -11,7 +11,7 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3"])
+@pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3", "audioldm2"])
 def test_compiled_family_steering_matches_eager_without_recompiles(family):
     script = Path(__file__).parent / "scripts" / "compile_family_check.py"
     proc = subprocess.run([sys.executable, str(script), family], capture_output=True, text=True, timeout=900)

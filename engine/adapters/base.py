@@ -41,7 +41,9 @@ class ModelAdapter(tp.Protocol):
     context_kwarg: str  # keyword the blocks pass the text context to the cross_attn site by
 
     def site_slot(self, site: str, layer: int) -> tuple[nn.Module, str]: ...
-    def site_dim(self, site: str) -> int: ...
+    # The site's width at `layer`; with layer=None the width every layer shares (an
+    # EngineError on a model whose layers differ in width, as a U-Net's levels do).
+    def site_dim(self, site: str, layer: int | None = None) -> int: ...
     def layer_name(self, layer: int) -> str: ...
     def parameters(self) -> Iterator[nn.Parameter]: ...
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None) -> dict[str, tp.Any]: ...
@@ -101,6 +103,18 @@ def _sa3() -> Family:
                   "a diffusers folder: model_index.json naming StableAudio3Pipeline", tiny=m.build_tiny)
 
 
+def _audioldm2() -> Family:
+    from steerbridge.engine.adapters import audioldm2 as m
+
+    def tiny() -> tp.Any:
+        from steerbridge.engine.adapters.audioldm2_tiny import build_tiny
+
+        return build_tiny()
+
+    return Family(m.FAMILY, m.AudioLDM2Adapter, m.recognises, m.load_folder,
+                  "a diffusers folder: model_index.json naming AudioLDM2Pipeline", tiny=tiny)
+
+
 def _musicgen(name: str) -> Family:
     from functools import partial
 
@@ -115,7 +129,7 @@ def _musicgen(name: str) -> Family:
 # Built-in families are described lazily: a family's code (and its optional
 # dependencies) is imported only when a model of it is recognised or loaded.
 _FAMILIES: dict[str, Family | Callable[[], Family]] = {DEFAULT_FAMILY: _stable_audio, "sao-diffusers": _sao_diffusers,
-                                                       "ace-step": _ace_step, "sa3": _sa3,
+                                                       "ace-step": _ace_step, "sa3": _sa3, "audioldm2": _audioldm2,
                                                        "musicgen": lambda: _musicgen("musicgen"),
                                                        "musicgen-melody": lambda: _musicgen("musicgen-melody")}
 

@@ -47,24 +47,27 @@ def require_diffusers() -> tp.Any:
             from exc
 
 
-def char_tokenizer(max_length: int) -> tp.Any:
+def char_tokenizer(max_length: int, *, cls: str = "PreTrainedTokenizerFast",
+                   specials: tuple[str, ...] = ("<pad>", "</s>", "<unk>"), **tokens: str) -> tp.Any:
     """A character-level fast tokenizer built in code, for tiny test pipelines (no vocabulary download).
 
     Every printable character is a token, so any prompt tokenizes, different
     prompts give different ids, and padding to ``max_length`` gives every
-    prompt the same length (which activation patching needs).
+    prompt the same length (which activation patching needs). ``cls`` names the
+    transformers tokenizer class a pipeline checks for (``T5TokenizerFast``...);
+    ``specials`` come first in the vocabulary, ``tokens`` name the special roles.
     """
+    import transformers
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab = {s: i for i, s in enumerate(specials)}
     for ch in string.ascii_lowercase + string.digits + string.punctuation + " \n":
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.normalizer = normalizers.Lowercase()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=max_length)
+    roles = tokens or {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    return getattr(transformers, cls)(tokenizer_object=tok, model_max_length=max_length, **roles)
 
 
 def randomize_zero_inits(module: nn.Module, seed: int, *, scale: float = 0.02) -> None:
@@ -204,7 +207,8 @@ class DiffusersAdapter:
     """Sites, step gate and parameters for a diffusers pipeline; a family adds encode/sample/decode.
 
     ``slots[site]`` lists ``(parent, attribute)`` per layer, collected once from
-    the original module tree (so swapping a block does not hide its attention).
+    the original module tree (so swapping a block does not hide its attention);
+    ``dims[site]`` is the site's width, or a list of one width per layer (U-Net).
     diffusers batches CFG as ``[uncond, cond]``, hence ``gate.uncond_first``.
     """
 
@@ -212,7 +216,7 @@ class DiffusersAdapter:
     context_kwarg = "encoder_hidden_states"
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any], *, denoiser: nn.Module,
-                 slots: dict[str, list[tuple[nn.Module, str]]], dims: dict[str, int],
+                 slots: dict[str, list[tuple[nn.Module, str]]], dims: dict[str, int | list[int]],
                  names: list[str] | None = None) -> None:
         self.pipe = pipe
         self.config = config
@@ -232,10 +236,19 @@ class DiffusersAdapter:
             raise EngineError(f"layer {layer} is out of range 0..{self.num_layers - 1}")
         return self._slots[site][layer]
 
-    def site_dim(self, site: str) -> int:
+    def site_dim(self, site: str, layer: int | None = None) -> int:
         if site not in self._dims:
             raise EngineError(f"unknown site '{site}'; this model has {self.sites}")
-        return self._dims[site]
+        dims = self._dims[site]
+        if isinstance(dims, int):
+            return dims
+        if layer is not None:
+            self.site_slot(site, layer)  # range check
+            return dims[layer]
+        if len(set(dims)) > 1:
+            raise EngineError(f"site '{site}' of this {self.family} model has a different width per layer "
+                              f"({dims}); ask for one layer's width")
+        return dims[0]
 
     def layer_name(self, layer: int) -> str:
         return self._names[layer]

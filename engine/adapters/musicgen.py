@@ -159,7 +159,7 @@ class MusicgenAdapter:
             raise EngineError(f"layer {layer} is out of range 0..{self.num_layers - 1}")
         return self._slots[site][layer]
 
-    def site_dim(self, site: str) -> int:
+    def site_dim(self, site: str, layer: int | None = None) -> int:  # every layer has one width
         if site not in self._slots:
             raise EngineError(f"unknown site '{site}'; this {self.family} model has {self.sites}")
         return self._dim

@@ -69,7 +69,7 @@ class StableAudioAdapter:
     def layer_name(self, layer: int) -> str:
         return str(layer)
 
-    def site_dim(self, site: str) -> int:
+    def site_dim(self, site: str, layer: int | None = None) -> int:  # every layer has one width
         if site not in self.sites:
             raise EngineError(f"unknown site '{site}'; this model has {self.sites}")
         return int(self.dit.transformer.dim)

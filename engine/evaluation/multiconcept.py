@@ -240,7 +240,8 @@ def _ortho(model: tp.Any, mood: ConceptVector, tempo: ConceptVector, raw: dict[s
            ortho: dict[str, list[float]]) -> Ortho:
     # The direction actually applied: the offsets the wrappers receive (alpha 1, so alpha 0 still has one).
     applied = site_offsets(combo_steering({"mood": mood}, ("mood",), 1.0, against={"mood": (tempo,)}),
-                           site=mood.site, num_layers=model.num_layers, dim=mood.dim)
+                           site=mood.site, num_layers=model.num_layers,
+                           dim=[model.site_dim(mood.site, l) for l in range(model.num_layers)])
     has = lambda l: l in tempo.tensors and tempo.site == mood.site
     return Ortho(cosine={l: _cos(mood.tensor(l), tempo.tensor(l)) if has(l) else math.nan for l in mood.layers},
                  cosine_applied={l: _cos(applied[l], tempo.tensor(l)) if has(l) else math.nan for l in mood.layers},

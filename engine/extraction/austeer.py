@@ -58,11 +58,12 @@ def global_topk_mask(scores: dict[int, torch.Tensor], k: int) -> dict[int, torch
     if k < 1:
         raise EngineError(f"AUSteer top-k must be >= 1, got {k}")
     layers = sorted(scores)
-    stacked = torch.stack([scores[l].reshape(-1, scores[l].shape[-1]) for l in layers], dim=1)  # [S, L, d]
-    flat = stacked.abs().reshape(stacked.shape[0], -1)
+    rows = [scores[l].reshape(-1, scores[l].shape[-1]) for l in layers]  # [S, d_l]; d_l differs on a U-Net
+    flat = torch.cat(rows, dim=1).abs()  # [S, sum d_l], layer-major: ties go to the earlier layer
     order = torch.sort(-flat, dim=1, stable=True).indices[:, :k]
-    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True).reshape(stacked.shape)
-    return {l: mask[:, i].reshape(scores[l].shape) for i, l in enumerate(layers)}
+    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
+    parts = torch.split(mask, [r.shape[1] for r in rows], dim=1)
+    return {l: part.reshape(scores[l].shape) for l, part in zip(layers, parts)}
 
 
 def austeer_vector(pos: SiteFrames, neg: SiteFrames, *, concept: str, fingerprint: str, k: int | None = None,
@@ -72,7 +73,7 @@ def austeer_vector(pos: SiteFrames, neg: SiteFrames, *, concept: str, fingerprin
     missing = [l for l in layers if l not in pos.frames or l not in neg.frames]
     if missing:
         raise EngineError(f"AUSteer: layers {missing} were not recorded (recorded: {list(pos.layers)})")
-    d = pos.frames[layers[0]].shape[-1]
+    d = min(pos.frames[l].shape[-1] for l in layers)  # the narrowest layer's width (a U-Net's differ)
     k = max(1, d // 4) if k is None else int(k)
     beta = {l: sign_consistency(pos.frames[l], neg.frames[l], per_step=per_step) for l in layers}
     mask = global_topk_mask(beta, k)

@@ -75,8 +75,9 @@ class SteerableModel:
     num_layers = property(lambda self: self.adapter.num_layers)
     sites = property(lambda self: self.adapter.sites)
 
-    def site_dim(self, site: str) -> int:
-        return self.adapter.site_dim(site)
+    def site_dim(self, site: str, layer: int | None = None) -> int:
+        """``site``'s width at ``layer`` (None: the one width of every layer; an error where they differ)."""
+        return self.adapter.site_dim(site, layer)
 
     def use_backend(self, backend: str, *, onnx_dir: str | os.PathLike[str] | None = None) -> None:
         """Run the denoiser in ``"torch"`` or ``"onnx"`` (onnxruntime, from an export in ``onnx_dir``).

@@ -6,7 +6,8 @@ and adds ``gate[row] * offset[step]``. Everything the wrapper reads lives in
 tensors that are updated *in place*:
 
 * ``offset``  ``[S, d]`` per wrapper: the sum over concepts of their scaled
-  directions (``S`` = 1, or one row per diffusion step for per-step vectors);
+  directions (``S`` = 1, or one row per diffusion step for per-step vectors;
+  ``d`` is that layer's width, which differs between a U-Net's levels);
 * ``step``    a 0-d long tensor shared by all wrappers, the current diffusion step;
 * ``gate``    ``[max_batch]`` shared row gates: 1 for rows to steer, 0 otherwise.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import typing as tp
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -35,7 +36,7 @@ from steerbridge.engine.runtime.vectors import ConceptVector
 from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE
 
 __all__ = ["Steering", "SteeringTerm", "StepGate", "SiteModule", "SiteWrapper", "SteeringHandle", "steer", "CFG_MODES", "ALPHA_UNITS",
-           "site_offsets"]
+           "site_offsets", "site_widths"]
 
 
 
@@ -95,21 +96,50 @@ def _orthogonalize(v: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
     return res if v.dim() == 2 else res[0]
 
 
-def site_offsets(steering: Steering, *, site: str, num_layers: int, dim: int) -> dict[int, torch.Tensor]:
-    """Sum of scaled directions per layer for one site: ``{layer: [S, d]}`` (float32)."""
+def site_widths(adapter: tp.Any, site: str) -> tuple[int, ...]:
+    """Each layer's width at ``site`` (a U-Net's levels differ; a transformer's layers share one)."""
+    return tuple(int(adapter.site_dim(site, layer)) for layer in range(adapter.num_layers))
+
+
+def _width_error(vec: ConceptVector, layer: int, src: int, have: int, want: int, dims: Sequence[int]) -> EngineError:
+    if src == layer:
+        return VectorMismatchError(f"vector '{vec.concept}' has d={have} at layer {layer}, where site "
+                                   f"'{vec.site}' has d={want}")
+    same = [l for l, d in enumerate(dims) if d == have]
+    return EngineError(f"One-to-All: layer {src}'s direction of '{vec.concept}' (d={have}) cannot go to layer "
+                       f"{layer} (d={want}): this model's layers differ in width. Target only layers of "
+                       f"width {have}: {same}")
+
+
+def site_offsets(steering: Steering, *, site: str, num_layers: int,
+                 dim: int | Sequence[int]) -> dict[int, torch.Tensor]:
+    """Sum of scaled directions per layer for one site: ``{layer: [S, d_layer]}`` (float32).
+
+    ``dim``: the site's width, or one width per layer (a U-Net). Orthogonalisation
+    is per layer (against the other vectors' directions at the same layer, which
+    share its width); One-to-All copies the source layer's direction only to
+    layers of the same width and refuses others, naming the layers that fit.
+    """
+    dims = [int(dim)] * num_layers if isinstance(dim, int) else [int(d) for d in dim]
+    if len(dims) != num_layers:
+        raise EngineError(f"site_offsets: {len(dims)} widths for {num_layers} layers")
     sums: dict[int, torch.Tensor] = {}
     for term in steering.terms:
         vec = term.vector
         if vec.site != site:
             continue
-        if vec.dim != dim:
-            raise VectorMismatchError(f"vector '{vec.concept}' has d={vec.dim}, site '{site}' has d={dim}")
         for layer in term.target_layers():
             if not 0 <= layer < num_layers:
                 raise EngineError(f"layer {layer} of '{vec.concept}' is out of range 0..{num_layers - 1}")
             src = term.one_to_all if term.one_to_all is not None else layer
             v = vec.tensor(src).to(torch.float32)
+            if v.shape[-1] != dims[layer]:
+                raise _width_error(vec, layer, src, v.shape[-1], dims[layer], dims)
             others = [o.tensor(src).to(torch.float32) for o in term.orthogonalize_against if src in o.tensors]
+            bad = [o.concept for o in term.orthogonalize_against if src in o.tensors and o.widths[src] != v.shape[-1]]
+            if bad:
+                raise VectorMismatchError(f"cannot orthogonalise '{vec.concept}' against {bad} at layer {src}: "
+                                          "their widths differ (vectors of another model or site?)")
             v = _orthogonalize(v, others)
             if steering.alpha_units == "norm":
                 norm = vec.meta.site_norms.get(layer, vec.meta.site_norms.get(src))
@@ -118,13 +148,14 @@ def site_offsets(steering: Steering, *, site: str, num_layers: int, dim: int) ->
                                       f"'{vec.concept}' does not record; re-extract it or use absolute units")
                 length = v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
                 v = v * (norm / length)
-            add = (term.alpha * v).reshape(-1, dim)
+            d = dims[layer]
+            add = (term.alpha * v).reshape(-1, d)
             cur = sums.get(layer)
             if cur is None:
                 sums[layer] = add
             else:  # broadcast constant against per-step
                 steps = max(cur.shape[0], add.shape[0])
-                sums[layer] = cur.expand(steps, dim) + add.expand(steps, dim)
+                sums[layer] = cur.expand(steps, d) + add.expand(steps, d)
     return sums
 
 
@@ -264,8 +295,7 @@ class SteeringHandle:
         gate = self.adapter.gate
         try:
             for site in self.sites:
-                dim = self.adapter.site_dim(site)
-                for layer in range(self.adapter.num_layers):
+                for layer, dim in enumerate(site_widths(self.adapter, site)):
                     parent, name = self.adapter.site_slot(site, layer)
                     inner = getattr(parent, name)
                     ref = next(self.adapter.parameters())
@@ -292,7 +322,7 @@ class SteeringHandle:
             raise EngineError("steering handle is not attached")
         steering = steering or Steering()
         per_site = {site: site_offsets(steering, site=site, num_layers=self.adapter.num_layers,
-                                       dim=self.adapter.site_dim(site)) for site in self.sites}
+                                       dim=site_widths(self.adapter, site)) for site in self.sites}
         unknown = {t.vector.site for t in steering.terms} - set(self.sites)
         if unknown:
             raise EngineError(f"steering uses site(s) {sorted(unknown)} but only {self.sites} are attached")

@@ -7,6 +7,14 @@ model fingerprint, layers, normalisation, prompts, creation time and the mean
 activation norm of the site at each layer (used when alpha is given in units
 of that norm). Loading a vector made for another model or site is refused.
 
+Widths. On a transformer every layer of a site has one width ``d``; on a U-Net
+(AudioLDM2) the attention blocks of each resolution level have their own, so a
+vector may hold a different ``d_i`` per layer. Files whose layers share one
+width are written exactly as before (format version 1, readable by older
+steerbridge); a file with per-layer widths is format version 2 and records
+``widths`` (layer -> d) in its metadata, checked against its tensors on load,
+so an older steerbridge refuses it with "upgrade" instead of misreading it.
+
 Vectors support arithmetic (``2 * happy - 0.5 * calm``) when they share model
 and site, which makes blends and multi-concept presets natural.
 """
@@ -33,7 +41,7 @@ from steerbridge.engine.vocab import SITES
 
 __all__ = ["ConceptVector", "VectorMeta", "load_vector", "save_vector", "FORMAT_VERSION", "SITES"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this code reads and writes; 1 = one width for all layers
 
 
 @dataclass(frozen=True)
@@ -49,16 +57,19 @@ class VectorMeta:
     created: str = ""
     extra: Mapping[str, tp.Any] = field(default_factory=dict)
 
-    def to_json(self, layers: tuple[int, ...]) -> str:
+    def to_json(self, layers: tuple[int, ...], widths: Mapping[int, int] | None = None) -> str:
+        """``widths``: per-layer widths when they differ (a version-2 file); None writes version 1."""
         d = dataclasses.asdict(self)
         d["site_norms"] = {str(k): float(v) for k, v in self.site_norms.items()}
-        d.update(format_version=FORMAT_VERSION, layers=list(layers))
+        d.update(format_version=1 if widths is None else 2, layers=list(layers))
+        if widths is not None:
+            d["widths"] = {str(k): int(v) for k, v in sorted(widths.items())}
         return json.dumps(d, sort_keys=True)
 
 
 @dataclass(frozen=True, eq=False)
 class ConceptVector:
-    """Directions per layer (``[d]`` or ``[steps, d]``) plus where they came from."""
+    """Directions per layer (``[d]`` or ``[steps, d]``; ``d`` may differ per layer) plus where they came from."""
 
     tensors: Mapping[int, torch.Tensor]
     meta: VectorMeta
@@ -68,10 +79,9 @@ class ConceptVector:
             raise VectorFileError(f"concept vector '{self.meta.concept}' has no layers")
         if self.meta.site not in SITES:
             raise VectorFileError(f"unknown site '{self.meta.site}'; expected one of {SITES}")
-        shapes = {tuple(t.shape[-1:]) for t in self.tensors.values()}
-        if len(shapes) != 1 or any(t.dim() not in (1, 2) for t in self.tensors.values()):
+        if any(t.dim() not in (1, 2) or t.shape[-1] < 1 for t in self.tensors.values()):
             raise VectorFileError(f"concept vector '{self.meta.concept}': every layer must be [d] or "
-                                  f"[steps, d] with the same d; got {[tuple(t.shape) for t in self.tensors.values()]}")
+                                  f"[steps, d]; got {[tuple(t.shape) for t in self.tensors.values()]}")
 
     concept = property(lambda self: self.meta.concept)
     site = property(lambda self: self.meta.site)
@@ -83,7 +93,21 @@ class ConceptVector:
         return tuple(sorted(self.tensors))
 
     @property
+    def widths(self) -> dict[int, int]:
+        """Each layer's width ``d`` (they differ between a U-Net's resolution levels)."""
+        return {l: int(self.tensors[l].shape[-1]) for l in self.layers}
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every layer has the same width (a version-1 file)."""
+        return len(set(self.widths.values())) == 1
+
+    @property
     def dim(self) -> int:
+        """The one width of every layer; an error for a vector whose widths differ per layer (use ``widths``)."""
+        if not self.uniform:
+            raise VectorFileError(f"vector '{self.concept}' has a different width per layer ({self.widths}); "
+                                  "ask for one layer's width with .widths[layer]")
         return int(next(iter(self.tensors.values())).shape[-1])
 
     def tensor(self, layer: int) -> torch.Tensor:
@@ -107,6 +131,11 @@ class ConceptVector:
         if (other.site, other.fingerprint) != (self.site, self.fingerprint):
             raise VectorMismatchError(f"cannot combine '{self.concept}' ({self.site}, model {self.fingerprint}) "
                                       f"with '{other.concept}' ({other.site}, model {other.fingerprint})")
+        clash = {l: (self.widths[l], other.widths[l]) for l in set(self.layers) & set(other.layers)
+                 if self.widths[l] != other.widths[l]}
+        if clash:
+            raise VectorMismatchError(f"cannot combine '{self.concept}' with '{other.concept}': widths differ at "
+                                      f"layers {clash} (layer: (d, d'))")
         layers = set(self.layers) | set(other.layers)
         out = {}
         for l in layers:
@@ -135,7 +164,8 @@ def save_vector(vector: ConceptVector, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     meta = dataclasses.replace(vector.meta, created=vector.meta.created or _dt.datetime.now(_dt.UTC).isoformat())
     blob = st_save({f"layer.{l}": t.detach().to(torch.float32).cpu().contiguous() for l, t in vector.tensors.items()},
-                   metadata={"steerbridge": meta.to_json(vector.layers)})
+                   metadata={"steerbridge": meta.to_json(vector.layers,
+                                                         None if vector.uniform else vector.widths)})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -154,13 +184,15 @@ def save_vector(vector: ConceptVector, path: str | os.PathLike[str]) -> Path:
 _REDO = "re-extract it with `steerbridge extract` (the file is damaged or was not written by steerbridge)"
 
 
-def _parse_meta(raw: str, path: Path) -> VectorMeta:
+def _parse_meta(raw: str, path: Path) -> tuple[VectorMeta, dict[int, int] | None]:
+    """The metadata and, for a version-2 file, its recorded per-layer widths."""
     try:
         d = json.loads(raw)
         if not isinstance(d, dict):
             raise TypeError(f"expected a JSON object, got {type(d).__name__}")
         version = d.pop("format_version")
         d.pop("layers", None)
+        widths = d.pop("widths", None)
         if not isinstance(version, int) or isinstance(version, bool):
             raise TypeError(f"format_version {version!r} is not an integer")
         if version > FORMAT_VERSION:
@@ -168,7 +200,9 @@ def _parse_meta(raw: str, path: Path) -> VectorMeta:
                                   f"({FORMAT_VERSION}); upgrade steerbridge")
         d["site_norms"] = {int(k): float(v) for k, v in dict(d.get("site_norms", {})).items()}
         d["positive"], d["negative"] = tuple(d.get("positive", ())), tuple(d.get("negative", ()))
-        return VectorMeta(**d)
+        if widths is not None:
+            widths = {int(k): int(v) for k, v in dict(widths).items()}
+        return VectorMeta(**d), widths
     except VectorFileError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -192,7 +226,7 @@ def load_vector(path: str | os.PathLike[str], *, model: tp.Any = None, fingerpri
         raise VectorFileError(f"{path}: not a readable safetensors file ({exc})") from exc
     if raw_meta is None:
         raise VectorFileError(f"{path}: no 'steerbridge' metadata; was it written by `steerbridge extract`?")
-    meta = _parse_meta(raw_meta, path)
+    meta, widths = _parse_meta(raw_meta, path)
     by_layer: dict[int, torch.Tensor] = {}
     for key, t in tensors.items():
         if not key.startswith("layer.") or not key[6:].isdigit():
@@ -204,6 +238,9 @@ def load_vector(path: str | os.PathLike[str], *, model: tp.Any = None, fingerpri
         vec = ConceptVector(by_layer, meta)
     except VectorFileError as exc:  # the value checks do not know the file: name it here
         raise VectorFileError(f"{path}: {exc}; {_REDO}") from None
+    if widths is not None and widths != vec.widths:
+        raise VectorFileError(f"{path}: its metadata records widths {widths} but its tensors have {vec.widths}; "
+                              f"{_REDO}")
     want_fp = fingerprint if fingerprint is not None else getattr(model, "fingerprint", None)
     if want_fp is not None and vec.fingerprint != want_fp:
         raise VectorMismatchError(
@@ -211,10 +248,12 @@ def load_vector(path: str | os.PathLike[str], *, model: tp.Any = None, fingerpri
             "Re-extract the vector with `steerbridge extract` on this model.")
     if site is not None and vec.site != site:
         raise VectorMismatchError(f"{path} was taken at site '{vec.site}', expected '{site}'")
-    if model is not None and vec.dim != model.site_dim(vec.site):
-        raise VectorMismatchError(f"{path}: vectors have d={vec.dim} but the model's '{vec.site}' "
-                                  f"site has d={model.site_dim(vec.site)}")
     if model is not None and max(vec.layers) >= model.num_layers:
         raise VectorMismatchError(f"{path}: layer {max(vec.layers)} does not exist; the model has "
                                   f"{model.num_layers} layers")
+    if model is not None:
+        wrong = {l: (d, model.site_dim(vec.site, l)) for l, d in vec.widths.items() if d != model.site_dim(vec.site, l)}
+        if wrong:
+            raise VectorMismatchError(f"{path}: vector widths do not match the model's '{vec.site}' site at layers "
+                                      + ", ".join(f"{l} (vector d={a}, model d={b})" for l, (a, b) in wrong.items()))
     return vec

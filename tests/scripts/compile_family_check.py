@@ -21,12 +21,12 @@ from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
 
 def main(family: str) -> None:
     model = load_model(f"tiny:{family}")
-    d = model.site_dim("cross_attn")
+    d = {l: model.site_dim("cross_attn", l) for l in (1, 2)}  # widths may differ per layer (a U-Net)
     g = torch.Generator()
 
     def vec(seed: int) -> ConceptVector:
         g.manual_seed(seed)
-        return ConceptVector({1: torch.randn(d, generator=g), 2: torch.randn(d, generator=g)},
+        return ConceptVector({l: torch.randn(d[l], generator=g) for l in (1, 2)},
                              VectorMeta(concept=f"v{seed}", site="cross_attn", method="test",
                                         fingerprint=model.fingerprint))
 
