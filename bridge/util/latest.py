@@ -34,8 +34,8 @@ class LatestWorker:
         self._running = False
         self._stopping = False
         self.submitted = self.superseded = self.done = 0
+        # Started by the first job: a server or router that never gets one leaves no thread behind.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
     def submit(self, job: Job, *, key: Hashable = None) -> None:
         """Queue ``job`` (replacing a waiting one with the same ``key``); returns at once."""
@@ -46,6 +46,8 @@ class LatestWorker:
             if key in self._pending:
                 self.superseded += 1
             self._pending[key] = job
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -67,7 +69,7 @@ class LatestWorker:
             self._stopping = True
             self._pending.clear()
             self._cond.notify_all()
-        if threading.current_thread() is not self._thread:
+        if self._thread.ident is not None and threading.current_thread() is not self._thread:
             self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
