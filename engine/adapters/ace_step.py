@@ -28,15 +28,14 @@ every run of the experiment alike. Outside it, encoding is the pipeline's.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import typing as tp
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, char_tokenizer, load_pipeline_folder,
+from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, UniformPrompts, char_tokenizer, load_pipeline_folder,
                                                           loaded_pipeline, pipeline_class_of, randomize_zero_inits,
                                                           require_diffusers)
 from steerbridge.engine.runtime.errors import EngineError
@@ -49,7 +48,7 @@ PIPELINES = ("AceStepPipeline",)
 _MAX_TEXT = 256  # the pipeline's max_text_length default: encode_prompt truncates there
 
 
-class AceStepAdapter(DiffusersAdapter):
+class AceStepAdapter(UniformPrompts, DiffusersAdapter):
     family = FAMILY
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any]) -> None:
@@ -63,16 +62,7 @@ class AceStepAdapter(DiffusersAdapter):
         self.gate.uncond_first = False  # [cond, null]: see the module docstring
         self.sample_rate = int(pipe.sample_rate)
         self.channels = int(pipe.vae.config.audio_channels)
-        self._uniform = False
 
-    @contextlib.contextmanager
-    def uniform_prompts(self) -> Iterator[None]:
-        """Encode every prompt to the same context length while inside (see the module docstring)."""
-        self._uniform = True
-        try:
-            yield
-        finally:
-            self._uniform = False
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """The pipeline's own ``encode_prompt`` for a text2music render (no lyrics)."""
@@ -96,9 +86,8 @@ class AceStepAdapter(DiffusersAdapter):
                sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
                denoiser: tp.Any = None) -> torch.Tensor:
         pipe = self.pipe
-        self._no_external(sampler, denoiser, pipe.scheduler)
         cfg = cfg_scale > 1.0 and not pipe.is_turbo  # the pipeline's do_classifier_free_guidance
-        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
         encoded = (cond["text_hidden_states"], cond["text_attention_mask"], cond["lyric_hidden_states"],
                    cond["lyric_attention_mask"])
         device = next(self.parameters()).device

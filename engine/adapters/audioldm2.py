@@ -40,15 +40,15 @@ tokenizer's ``model_max_length``.
 
 from __future__ import annotations
 
-import contextlib
 import typing as tp
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from steerbridge.engine.adapters.diffusers_common import DiffusersAdapter, load_pipeline_folder, pipeline_class_of
+from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, UniformPrompts, load_pipeline_folder,
+                                                          pipeline_class_of)
 from steerbridge.engine.runtime.loaded import LoadedModel
 
 __all__ = ["FAMILY", "PIPELINES", "AudioLDM2Adapter", "attention_layers", "recognises", "load_folder"]
@@ -76,7 +76,7 @@ def attention_layers(unet: nn.Module) -> list[tuple[str, nn.Module, nn.Module, i
     return out
 
 
-class AudioLDM2Adapter(DiffusersAdapter):
+class AudioLDM2Adapter(UniformPrompts, DiffusersAdapter):
     family = FAMILY
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any]) -> None:
@@ -92,16 +92,7 @@ class AudioLDM2Adapter(DiffusersAdapter):
         lm = pipe.language_model
         self.max_new_tokens = int(getattr(lm.config, "max_new_tokens", None)
                                   or getattr(getattr(lm, "generation_config", None), "max_new_tokens", None) or 8)
-        self._uniform = False
 
-    @contextlib.contextmanager
-    def uniform_prompts(self) -> Iterator[None]:
-        """Encode every prompt to the same T5 length while inside (see the module docstring)."""
-        self._uniform = True
-        try:
-            yield
-        finally:
-            self._uniform = False
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """The pipeline's ``encode_prompt`` (CLAP + T5 -> projection -> GPT2), prompt and negative in one call."""
@@ -125,9 +116,8 @@ class AudioLDM2Adapter(DiffusersAdapter):
                sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
                denoiser: tp.Any = None) -> torch.Tensor:
         pipe = self.pipe
-        self._no_external(sampler, denoiser, pipe.scheduler)
         cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
         device = next(self.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(seed))
         out = pipe(**cond, audio_length_in_s=float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale,

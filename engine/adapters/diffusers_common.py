@@ -15,6 +15,7 @@ steerbridge[diffusers]``); they are imported inside functions only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -31,7 +32,7 @@ from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
 from steerbridge.engine.runtime.loaded import LoadedModel, check_state, fingerprint_of
 from steerbridge.engine.runtime.steering import StepGate
 
-__all__ = ["require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of", "load_pipeline_folder", "loaded_pipeline",
+__all__ = ["UniformPrompts", "require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of", "load_pipeline_folder", "loaded_pipeline",
            "DiffusersAdapter"]
 
 _INSTALL = "pip install 'steerbridge[diffusers]' (diffusers and transformers)"
@@ -203,6 +204,22 @@ def loaded_pipeline(pipe: tp.Any, *, family: str, source: str,
     return LoadedModel(pipe, config, source, fingerprint_of(config, state), family=family)
 
 
+class UniformPrompts:
+    """For families whose text states vary in length per prompt: inside :meth:`uniform_prompts`
+    ``encode`` pads every prompt to one length, because activation patching and the
+    prompt-blend baseline swap or mix text states between prompts."""
+
+    _uniform = False
+
+    @contextlib.contextmanager
+    def uniform_prompts(self) -> Iterator[None]:
+        self._uniform = True
+        try:
+            yield
+        finally:
+            self._uniform = False
+
+
 class DiffusersAdapter:
     """Sites, step gate and parameters for a diffusers pipeline; a family adds encode/sample/decode.
 
@@ -263,6 +280,12 @@ class DiffusersAdapter:
         if sampler is not None and sampler != type(scheduler).__name__:
             raise EngineError(f"this model samples with its pipeline's scheduler ({type(scheduler).__name__}); "
                               f"leave the sampler unset instead of '{sampler}'")
+
+    def _begin(self, *, sampler: str | None, denoiser: tp.Any, cfg: bool, steps: int,
+               on_step: Callable[[int, int], None] | None) -> Callable[[], None]:
+        """Refuse what a pipeline cannot run, then :meth:`_steps` for its CFG batch (2 rows, or 1 without CFG)."""
+        self._no_external(sampler, denoiser, self.pipe.scheduler)
+        return self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
 
     def _steps(self, *, rows: int, cfg: bool, steps: int,
                on_step: Callable[[int, int], None] | None) -> Callable[[], None]:

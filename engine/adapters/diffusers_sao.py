@@ -77,13 +77,12 @@ class SaoDiffusersAdapter(DiffusersAdapter):
     def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
                sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
                denoiser: tp.Any = None) -> torch.Tensor:
-        pipe = self.pipe
-        self._no_external(sampler, denoiser, pipe.scheduler)
         if seconds > self.max_seconds:
             raise EngineError(f"this model renders at most {self.max_seconds:g} s (its transformer's window); "
                               f"asked for {seconds:g} s")
+        pipe = self.pipe
         cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
         device = next(self.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(seed))
         out = pipe(prompt_embeds=cond["prompt_embeds"], attention_mask=cond["attention_mask"],

@@ -69,9 +69,8 @@ class StableAudio3Adapter(DiffusersAdapter):
                sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
                denoiser: tp.Any = None) -> torch.Tensor:
         pipe = self.pipe
-        self._no_external(sampler, denoiser, pipe.scheduler)
         cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
 
         def step_end(_pipe: tp.Any, _i: int, _t: tp.Any, _kw: dict[str, tp.Any]) -> dict[str, tp.Any]:
             done()
