@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import typing as tp
 
 from _entangle import MOOD as _MOOD, TEMPO as _TEMPO  # sibling module (benchmarks/ is on sys.path)
 
 __all__ = ["markdown", "headlines", "entangle_markdown", "entangle_headlines"]
 
+
+
+def clean(x: tp.Any) -> tp.Any:
+    """JSON-safe: nan/inf become null (strict JSON has no NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    return [clean(v) for v in x] if isinstance(x, (list, tuple)) else x
 
 def f(v: tp.Any, nd: int = 2, pct: bool = False) -> str:
     if v is None or isinstance(v, bool):

@@ -49,7 +49,7 @@ from steerbridge.engine.evaluation.concepts import CONCEPTS, DESCRIPTORS, HELD_O
 from steerbridge.engine.evaluation.metrics import preservation_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _acceptance_report import headlines, markdown  # noqa: E402  (sibling module: the report's text)
+from _acceptance_report import clean, headlines, markdown  # noqa: E402  (sibling module: the report's text)
 from _entangle import ENTANGLE, entangle_part  # noqa: E402
 from _tonal import TONAL, tonal_part  # noqa: E402
 
@@ -292,15 +292,6 @@ def entangle(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dic
 
 
 # --- report --------------------------------------------------------------------------------------------
-def clean(x: tp.Any) -> tp.Any:
-    """JSON-safe: nan/inf become null (strict JSON has no NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: clean(v) for k, v in x.items()}
-    return [clean(v) for v in x] if isinstance(x, (list, tuple)) else x
-
-
 def verdict(result: dict) -> dict[str, bool | None]:
     """Gating checks: True/False, or None when not measured (which fails the verdict)."""
     follow, knobs = result["follow"].get("contrasts", {}), result["steering"]["knobs"]
