@@ -45,7 +45,7 @@ from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import synthetic_class_gaps
 from steerbridge.engine.demo.follow import prompt_following
-from steerbridge.engine.demo.model import export_model, load_model_folder
+from steerbridge.engine.demo.model import export_model, load_model_folder, no_activation_checkpointing
 from steerbridge.engine.demo.runlog import RunLog, atomic_save
 
 __all__ = ["DistillConfig", "rf_schedule", "teacher_targets", "distill", "main"]
@@ -58,12 +58,13 @@ class DistillConfig:
     steps: int = 1_500            # optimiser steps
     batch: int = 8                # teacher trajectories per step (each gives student_steps examples)
     frames: int = 172             # latent frames per trajectory (2 s; the DiT's rotary positions fit any length)
-    lr: float = 1e-4
+    lr: float = 3e-4
     warmup: int = 50
     ema_decay: float = 0.995
     teacher_steps: int = 8
     student_steps: int = 4
     cfg_scale: float = 5.0        # the guidance the student learns to include
+    reuse: int = 2                # optimiser steps per teacher batch (the teacher is over half of a step's time)
     mood_tempo_coupling: float = 0.4  # caption distribution as the teacher's training corpus
 
 
@@ -152,6 +153,7 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
         sys.exit(f"--teacher {teacher_folder}: no model.safetensors there (give the demo model folder)")
     teacher = load_model_folder(teacher_folder)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
+    no_activation_checkpointing(student)
     student.pretransform.requires_grad_(False)
     student.conditioner.requires_grad_(False)
     params = [p for p in student.model.parameters() if p.requires_grad]
@@ -195,23 +197,24 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
                                   student_steps=cfg.student_steps, cfg_scale=cfg.cfg_scale)
         student_inputs = {k: (torch.cat([val] * cfg.student_steps).clone() if torch.is_tensor(val) else val)
                           for k, val in inputs.items()}
-        for group in opt.param_groups:
-            group["lr"] = _lr(cfg, step)
-        pred = student.model(x, t, cfg_scale=1.0, **student_inputs)
-        loss = torch.nn.functional.mse_loss(pred, v)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), student.parameters()):
-                pe.lerp_(pm, 1 - cfg.ema_decay)
-        losses.append(loss.item())
-        if step % 10 == 0:
-            rate = len(losses) / max(1e-9, time.monotonic() - start) * 60
-            log(f"step {step}/{cfg.steps} loss {np.mean(losses[-10:]):.4f} lr {_lr(cfg, step):.2e} "
-                f"{rate:.1f} steps/min (this run)")
+        for _ in range(min(cfg.reuse, cfg.steps - step)):
+            for group in opt.param_groups:
+                group["lr"] = _lr(cfg, step)
+            pred = student.model(x, t, cfg_scale=1.0, **student_inputs)
+            loss = torch.nn.functional.mse_loss(pred, v)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), student.parameters()):
+                    pe.lerp_(pm, 1 - cfg.ema_decay)
+            losses.append(loss.item())
+            if step % 10 == 0:
+                rate = len(losses) / max(1e-9, time.monotonic() - start) * 60
+                log(f"step {step}/{cfg.steps} loss {np.mean(losses[-10:]):.4f} lr {_lr(cfg, step):.2e} "
+                    f"{rate:.1f} steps/min (this run)")
         now = time.monotonic()
         if now - last_ckpt > checkpoint_minutes * 60:
             save()
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=DistillConfig.batch, help="teacher trajectories per step")
     ap.add_argument("--seconds", type=float, default=2.0, help="length of the teacher's trajectories")
     ap.add_argument("--lr", type=float, default=DistillConfig.lr)
+    ap.add_argument("--reuse", type=int, default=DistillConfig.reuse, help="optimiser steps per teacher batch")
     ap.add_argument("--seed", type=int, default=DistillConfig.seed)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     patch = config["model"]["diffusion"]["config"]["patch_size"]
     frames = int(round(args.seconds * config["sample_rate"] / hop))
     cfg = DistillConfig(teacher=args.teacher, seed=args.seed, steps=args.steps, batch=args.batch,
-                        frames=frames - frames % patch, lr=args.lr)
+                        frames=frames - frames % patch, lr=args.lr, reuse=args.reuse)
     distill(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
             checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes, eval_pairs=args.eval_pairs)
 

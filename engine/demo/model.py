@@ -15,6 +15,7 @@ fp32 because every decoded sample depends on them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import typing as tp
@@ -27,7 +28,7 @@ from steerbridge.engine.demo import codec as _codec  # noqa: F401  (registers st
 from steerbridge.engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
 from steerbridge.engine.runtime.components import custom_components
 
-__all__ = ["CONFIG_PATH", "build_model", "export_model", "load_model_folder"]
+__all__ = ["CONFIG_PATH", "build_model", "export_model", "load_model_folder", "no_activation_checkpointing"]
 
 CONFIG_PATH = Path(__file__).with_name("config.json")
 
@@ -49,10 +50,13 @@ def load_model_folder(folder: str | os.PathLike[str]) -> tp.Any:
     return model.eval().requires_grad_(False)
 
 
-def export_model(model: torch.nn.Module, folder: str | os.PathLike[str]) -> int:
+def export_model(model: torch.nn.Module, folder: str | os.PathLike[str],
+                 config: dict[str, tp.Any] | None = None) -> int:
     """Write the model folder atomically; return the weights' size in bytes.
 
-    Verified by :func:`load_model_folder` (a strict load through the factory).
+    ``config`` defaults to ``engine/demo/config.json`` (a distilled model
+    changes only its ``steerbridge`` sampling defaults). Verified by
+    :func:`load_model_folder` (a strict load through the factory).
     """
     from safetensors.torch import save_file
 
@@ -62,8 +66,16 @@ def export_model(model: torch.nn.Module, folder: str | os.PathLike[str]) -> int:
              .contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors.tmp"), metadata={"format": "pt"})
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
-    config = json.loads(CONFIG_PATH.read_text())
+    config = config or json.loads(CONFIG_PATH.read_text())
     (folder / "model_config.json.tmp").write_text(json.dumps(config, indent=4) + "\n")
     os.replace(folder / "model_config.json.tmp", folder / "model_config.json")
     load_model_folder(folder)
     return (folder / "model.safetensors").stat().st_size
+
+
+def no_activation_checkpointing(model: tp.Any) -> None:
+    """Upstream's transformer recomputes every block in backward (``use_checkpointing=True``
+    by default, made for GPU memory); this 11 M model fits in RAM many times over, and
+    skipping the recompute is ~25 % faster per step on this CPU."""
+    transformer = model.model.model.transformer
+    transformer.forward = functools.partial(transformer.forward, use_checkpointing=False)

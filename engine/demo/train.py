@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -46,7 +45,8 @@ from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions
 from steerbridge.engine.demo.data import CorpusCache, build_cache, class_gaps
 from steerbridge.engine.demo.follow import prompt_following
-from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model
+from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model, no_activation_checkpointing
+from steerbridge.engine.demo.runlog import RunLog, atomic_save
 
 __all__ = ["TrainConfig", "train", "main"]
 
@@ -79,23 +79,7 @@ def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _atomic_save(obj: tp.Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-class _Log:
-    def __init__(self, out: Path) -> None:
-        self.file = open(out / "train.log", "a", buffering=1)
-
-    def __call__(self, msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        self.file.write(line + "\n")
-
-
-def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _Log, *,
+def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: RunLog, *,
           pairs: int, bf16: bool = False) -> None:
     """Log prompt-following of the EMA model and export it (a usable model at every eval)."""
     t0 = time.perf_counter()
@@ -109,14 +93,6 @@ def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: _
                             "follow": [dataclasses.asdict(s) for s in stats]}) + "\n")
     size = export_model(ema, out / "export")
     log(f"exported {out / 'export'} ({size / 1e6:.1f} MB, strict load ok) at step {step}")
-
-
-def _no_activation_checkpointing(model: tp.Any) -> None:
-    """Upstream's transformer recomputes every block in backward (``use_checkpointing=True``
-    by default, made for GPU memory); this 11 M model fits in RAM many times over, and
-    skipping the recompute is ~25 % faster per step on this CPU."""
-    transformer = model.model.model.transformer
-    transformer.forward = functools.partial(transformer.forward, use_checkpointing=False)
 
 
 def _init_from(model: torch.nn.Module, folder: Path) -> str:
@@ -142,7 +118,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
     """Train (or resume) into ``out``; ``until_step`` stops early as an interruption would."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log(out)
+    log = RunLog(out)
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         sys.exit(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
@@ -154,7 +130,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
         cfg = dataclasses.replace(TrainConfig(**ckpt["config"]), steps=cfg.steps)
     torch.manual_seed(cfg.seed)
     model = build_model()
-    _no_activation_checkpointing(model)
+    no_activation_checkpointing(model)
     config = json.loads(CONFIG_PATH.read_text())
     options = CorpusOptions(mood_tempo_coupling=cfg.mood_tempo_coupling, synth=cfg.synth,
                             sample_rate=config["sample_rate"])
@@ -185,7 +161,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
     log(f"model {sum(p.numel() for p in params) / 1e6:.2f} M trainable params; config {cfg}")
 
     def save() -> None:
-        _atomic_save({"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+        atomic_save({"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                       "opt": opt.state_dict(), "np_rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg)}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path}")
