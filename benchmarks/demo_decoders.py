@@ -7,7 +7,8 @@ once by the demo codec; both decoders then invert the *same* magnitudes. The
 distance is the multi-resolution log-spectral distance (mean |log S - log S'|
 over STFTs of 512, 1024 and 2048 points; lower is closer to the original);
 time is the median decode of one 4 s loop on this machine, measured side by
-side in one run. Needs FluidSynth (training-time dependency) and the HiFi-GAN
+side in one run. ``--griffin-lim-iters 32 16`` compares iteration counts
+(fewer: faster, more phasey). Needs FluidSynth (training-time dependency) and the HiFi-GAN
 wheel. Prints ``name: value`` lines and writes ``decoders.json``.
 """
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="timed decodes per decoder")
     ap.add_argument("--out", type=Path, default=Path("out/decoders"))
+    ap.add_argument("--griffin-lim-iters", type=int, nargs="+", default=None,
+                    help="Griffin-Lim iteration counts to compare (default: the model's own only)")
     args = ap.parse_args(argv)
     codec = load_model_folder(args.model).pretransform
     options = CorpusOptions(synth="fluidsynth", sample_rate=codec.sample_rate, include_held_out=True)
@@ -56,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     z = codec.encode(audio)
     result: dict = {"command": " ".join(["benchmarks/demo_decoders.py", *(sys.argv[1:] if argv is None else argv)]),
                     "clips": args.clips, "loop_s": n / codec.sample_rate, "threads": torch.get_num_threads()}
-    for name in DECODERS:
-        codec.decoder = name
+    variants = [(name, None) for name in DECODERS if name != "griffin-lim"]
+    variants = [("griffin-lim", it) for it in (args.griffin_lim_iters or [codec.iters])] + variants
+    for decoder, iters in variants:
+        codec.decoder = decoder
+        name = decoder if iters is None else f"{decoder}-{iters}"
+        if iters is not None:
+            codec.iters = iters
         out = codec.decode(z)[:, 0].numpy()
         dist = [log_spectral_distance(c.audio[:n], y) for c, y in zip(clips, out)]
         times = []
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             codec.decode(z[:1])
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
-        result[name] = {"distance_mean": float(np.mean(dist)), "distance_per_clip": dist, "decode_s": med,
+        result[name] = {"decoder": decoder, "iters": iters, "distance_mean": float(np.mean(dist)), "distance_per_clip": dist, "decode_s": med,
                         "realtime_factor": result["loop_s"] / med}
         print(f"{name}_distance: {np.mean(dist):.3f}")
         print(f"{name}_decode_s: {med:.3f}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from steerbridge.engine.adapters.sat import sat
-from steerbridge.engine.demo.distill import DistillConfig, distill, rf_schedule, teacher_targets
+from steerbridge.engine.demo.distill import DistillConfig, distill, export_checkpoint, rf_schedule, teacher_targets
 from steerbridge.engine.demo.model import load_model_folder
 from steerbridge.engine.adapters.sat_source import DEMO_DIR
 
@@ -59,3 +59,7 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     assert changed and all(k.startswith("model.") for k in changed)  # only the DiT learns; text and codec stay
     distill(tmp_path, resume=True, **{**opts, "cfg": DistillConfig(**{**cfg.__dict__, "steps": 3})})
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
+    export_checkpoint(tmp_path, griffin_lim_iters=16)
+    config = json.loads((tmp_path / "export" / "model_config.json").read_text())
+    assert config["model"]["pretransform"]["config"]["griffin_lim_iters"] == 16
+    assert config["steerbridge"]["cfg_scale"] == 1.0

@@ -48,7 +48,7 @@ from steerbridge.engine.demo.follow import prompt_following
 from steerbridge.engine.demo.model import export_model, load_model_folder, no_activation_checkpointing
 from steerbridge.engine.demo.runlog import RunLog, atomic_save
 
-__all__ = ["DistillConfig", "rf_schedule", "teacher_targets", "distill", "main"]
+__all__ = ["DistillConfig", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,7 @@ class DistillConfig:
     cfg_scale: float = 5.0        # the guidance the student learns to include
     reuse: int = 2                # optimiser steps per teacher batch (the teacher is over half of a step's time)
     mood_tempo_coupling: float = 0.4  # caption distribution as the teacher's training corpus
+    griffin_lim_iters: int = 0    # the exported decoder's Griffin-Lim iterations (0: the teacher's)
 
 
 def rf_schedule(steps: int) -> torch.Tensor:
@@ -116,6 +117,8 @@ def _student_config(teacher_folder: Path, cfg: DistillConfig) -> dict[str, tp.An
     config = json.loads((teacher_folder / "model_config.json").read_text())
     config["steerbridge"] = {**config.get("steerbridge", {}), "sampler": "euler", "steps": cfg.student_steps,
                              "cfg_scale": 1.0}
+    if cfg.griffin_lim_iters:
+        config["model"]["pretransform"]["config"]["griffin_lim_iters"] = cfg.griffin_lim_iters
     return config
 
 
@@ -131,6 +134,16 @@ def _eval(ema: tp.Any, cfg: DistillConfig, step: int, out: Path, log: RunLog, ga
     size = export_model(ema, out / "export", _student_config(Path(cfg.teacher), cfg))
     log(f"eval took {time.perf_counter() - t0:.0f} s; exported {out / 'export'} ({size / 1e6:.1f} MB, "
         f"strict load ok) at step {step}")
+
+
+def export_checkpoint(out: Path, *, griffin_lim_iters: int = 0) -> int:
+    """Export ``out/checkpoint.pt``'s EMA student to ``out/export``; return the weights' size in bytes."""
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    cfg = DistillConfig(**ckpt["config"])
+    cfg = dataclasses.replace(cfg, griffin_lim_iters=griffin_lim_iters or cfg.griffin_lim_iters)
+    student = load_model_folder(Path(cfg.teacher))
+    student.load_state_dict(ckpt["ema"], strict=True)
+    return export_model(student, out / "export", _student_config(Path(cfg.teacher), cfg))
 
 
 def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: bool, threads: int,
@@ -239,17 +252,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=DistillConfig.lr)
     ap.add_argument("--reuse", type=int, default=DistillConfig.reuse, help="optimiser steps per teacher batch")
     ap.add_argument("--seed", type=int, default=DistillConfig.seed)
+    ap.add_argument("--griffin-lim-iters", type=int, default=0,
+                    help="Griffin-Lim iterations of the exported model's decoder (0: the teacher's; "
+                         "benchmarks/demo_decoders.py compares them)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--eval-minutes", type=float, default=20.0)
     ap.add_argument("--eval-pairs", type=int, default=8, help="caption pairs per contrast (0: no eval)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export OUT/checkpoint.pt's EMA student to OUT/export (with --griffin-lim-iters) and exit")
     args = ap.parse_args(argv)
+    if args.export_only:
+        print(f"exported {export_checkpoint(args.out, griffin_lim_iters=args.griffin_lim_iters) / 1e6:.1f} MB "
+              f"to {args.out / 'export'}")
+        return
     config = json.loads((Path(args.teacher) / "model_config.json").read_text())
     hop = config["model"]["pretransform"]["config"]["hop"]
     patch = config["model"]["diffusion"]["config"]["patch_size"]
     frames = int(round(args.seconds * config["sample_rate"] / hop))
     cfg = DistillConfig(teacher=args.teacher, seed=args.seed, steps=args.steps, batch=args.batch,
-                        frames=frames - frames % patch, lr=args.lr, reuse=args.reuse)
+                        frames=frames - frames % patch, lr=args.lr, reuse=args.reuse,
+                        griffin_lim_iters=args.griffin_lim_iters)
     distill(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
             checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes, eval_pairs=args.eval_pairs)
 
