@@ -169,7 +169,7 @@ def recognise(folder: Path) -> Family:
             return spec
     layouts = "; ".join(f"{n}: {family(n).layout}" for n in _FAMILIES)
     raise ModelLoadError(f"{folder} is not a model folder steerbridge knows. It should hold one of: {layouts}. "
-                         "Or name the family with --family.")
+                         "Or name the family: --family FAMILY, or `family = \"FAMILY\"` in a preset's [model].")
 
 
 def adapter_for(model: tp.Any, config: dict[str, tp.Any], *, family_name: str = DEFAULT_FAMILY) -> ModelAdapter:

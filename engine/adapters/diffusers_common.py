@@ -159,7 +159,11 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
                              "holds model_index.json and one sub-folder per component") from exc
     cls_name = index.get("_class_name")
     if cls_name not in pipelines:
-        raise ModelLoadError(f"{folder} holds a {cls_name}, not a {' or '.join(pipelines)} ({family})")
+        if isinstance(cls_name, str) and cls_name != "DiffusionPipeline" and hasattr(diffusers, cls_name):
+            raise ModelLoadError(f"{folder} holds a {cls_name}, not a {' or '.join(pipelines)} ({family})")
+        # A class diffusers does not have (a fine-tune's own subclass) or the generic DiffusionPipeline: the
+        # folder does not say its family, so only a named family gets here; build that family's pipeline.
+        cls_name = pipelines[0]
     components: dict[str, tp.Any] = {}
     state: dict[str, torch.Tensor] = {}
     for name, spec in index.items():
@@ -187,7 +191,11 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
             raise
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load component '{name}' ({comp_cls}) from {sub}: {exc}") from exc
-    pipe = getattr(diffusers, cls_name)(**components)
+    try:
+        pipe = getattr(diffusers, cls_name)(**components)
+    except TypeError as exc:  # another family's components (a wrong --family / preset `family`)
+        raise ModelLoadError(f"the components of {folder} ({', '.join(components)}) do not make a {cls_name}, "
+                             f"the pipeline of family '{family}' ({exc}); check the family you named") from exc
     return loaded_pipeline(pipe, family=family, source=str(folder.resolve()), state=state)
 
 
