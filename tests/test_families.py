@@ -242,7 +242,7 @@ def test_render_cli_end_to_end(model, tmp_path):
     assert main(["render", "--model", "tiny:no-such-family", "--out", str(out)]) == 2
 
 
-def test_strict_folder_loading_round_trip_and_named_keys(model, tmp_path):
+def test_strict_folder_loading_round_trip_and_named_keys(model, tmp_path, monkeypatch):
     if model.family == "audioldm2":
         pytest.xfail("tiny:audioldm2's character-level T5 tokenizer does not survive a transformers 5 save/load "
                      "round trip (T5Tokenizer rebuilds a Unigram model from a WordLevel vocabulary)")
@@ -274,6 +274,7 @@ def test_strict_folder_loading_round_trip_and_named_keys(model, tmp_path):
     import shutil
 
     shutil.rmtree(folder / "text_encoder")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # nor in the cache (tests/test_hf_cache.py)
     with pytest.raises(ModelLoadError, match="never downloads"):
         load_source(folder)
 

@@ -5,9 +5,10 @@ A diffusers model folder holds ``model_index.json`` naming the pipeline class
 and one sub-folder per component. Loading here is strict, unlike
 ``DiffusionPipeline.from_pretrained``: each weight-bearing component is built
 from its config and its safetensors are checked key by key (missing,
-unexpected or mis-shaped keys are an error listing them); tokenizers and
-schedulers come from the folder only; nothing is ever downloaded; pickle
-(``.bin``) weights are refused.
+unexpected or mis-shaped keys are an error listing them); a text encoder,
+tokenizer or other stock ``transformers`` part missing from the folder comes
+from the local Hugging Face cache (:mod:`steerbridge.engine.adapters.hf_cache`);
+nothing is ever downloaded; pickle (``.bin``) weights are refused.
 
 ``diffusers`` and ``transformers`` are an optional extra (``pip install
 steerbridge[diffusers]``); they are imported inside functions only.
@@ -28,6 +29,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from steerbridge.engine.adapters.hf_cache import component_folder
 from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
 from steerbridge.engine.runtime.loaded import LoadedModel, check_state, fingerprint_of
 from steerbridge.engine.runtime.steering import StepGate
@@ -175,12 +177,8 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
         if library is None:
             components[name] = None
             continue
-        sub = folder / name
-        if not sub.is_dir():
-            raise ModelLoadError(f"{folder} has no '{name}/' folder for its {comp_cls}. steerbridge never "
-                                 "downloads: copy the whole model folder (every component listed in "
-                                 "model_index.json, text encoder and tokenizer included) to this machine.")
         cls = _component_class(name, library, comp_cls)
+        sub = component_folder(folder, name, spec, pipeline=cls_name, cls=cls)  # or the local HF cache's
         try:
             if isinstance(cls, type) and issubclass(cls, nn.Module):
                 components[name], part = _build_module(cls, sub, name)
