@@ -17,30 +17,13 @@ import pytest
 from steerbridge.bridge.presets.model import PresetError, load_preset, save_preset
 from steerbridge.engine.runtime.errors import ModelLoadError
 
+from support.serve_knob import exact_render_after_knob, knob_preset
+
 FAMILY = "sao-diffusers"
-PRESET = """\
-[model]
-source = "{source}"
-{family}steps = 2
-
-[scene]
-prompt = "test loop with piano"
-seed = 7
-seconds = 0.5
-
-[[knob]]
-name = "mood"
-vector = "mood.safetensors"
-alpha_min = -2.0
-alpha_max = 2.0
-default = 0.5
-stops = 2
-"""
 
 
 def _preset(folder: Path, name: str, *, source: str = "pipe", family: str | None = FAMILY) -> Path:
-    line = f'family = "{family}"\n' if family is not None else ""
-    (folder / name).write_text(PRESET.format(source=source, family=line))
+    (folder / name).write_text(knob_preset(source, family=family))
     return folder / name
 
 
@@ -94,7 +77,6 @@ def test_serve_on_a_preset_with_a_family_plays_the_exact_render(anonymous, tmp_p
     from steerbridge import engine
     from steerbridge.bridge.audio.wavfile import read_wav
     from steerbridge.engine.runtime.steering import Steering, SteeringTerm
-    from support.serve_knob import exact_render_after_knob
 
     model, _, root = anonymous
     path, kind, alpha = exact_render_after_knob(_preset(root, "serve.toml"), "mood", 0.25, loops=tmp_path / "loops")
@@ -118,7 +100,7 @@ def test_the_worker_and_the_swap_load_the_named_family(anonymous):
     finally:
         worker.close()
     options = SessionOptions(output="null", osc=None, midi=None, engine="inprocess", grid="none", progress=False)
-    (root / "tiny.toml").write_text(PRESET.format(source=f"tiny:{FAMILY}", family=""))
+    (root / "tiny.toml").write_text(knob_preset(f"tiny:{FAMILY}"))
     with Session(root / "tiny.toml", options=options, say=lambda _: None) as session:
         session.start(prerender=False, timeout=120)
         session.load_preset(_preset(root, "swap.toml"))  # same weights, another model source: a new engine

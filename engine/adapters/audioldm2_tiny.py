@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from steerbridge.engine.adapters.audioldm2 import FAMILY
-from steerbridge.engine.adapters.diffusers_common import loaded_pipeline, randomize_zero_inits, require_diffusers
+from steerbridge.engine.adapters.diffusers_common import randomize_zero_inits, require_diffusers, tiny_pipeline
 from steerbridge.engine.runtime.loaded import LoadedModel
 
 __all__ = ["build_tiny", "build_published", "build_pipeline"]
@@ -103,13 +103,9 @@ def build_pipeline(unet: nn.Module, *, seed: int, lm_width: int, t5_width: int, 
                                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
                                         steps_offset=1)
     randomize_zero_inits(unet, seed)
-    pipe = diffusers.AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=t5, projection_model=projection,
-                                       language_model=lm, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
-                                       feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=scheduler,
-                                       vocoder=vocoder)
-    for m in (vae, clap, t5, projection, lm, unet, vocoder):
-        m.eval().requires_grad_(False)
-    return loaded_pipeline(pipe, family=FAMILY, source=f"tiny:{FAMILY}")
+    return tiny_pipeline("AudioLDM2Pipeline", family=FAMILY, vae=vae, text_encoder=clap, text_encoder_2=t5,
+                         projection_model=projection, language_model=lm, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+                         feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=scheduler, vocoder=vocoder)
 
 
 def _unet(*, channels: tuple[int, ...], down: tuple[str, ...], up: tuple[str, ...], layers_per_block: int,

@@ -34,8 +34,8 @@ from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
 from steerbridge.engine.runtime.loaded import LoadedModel, check_state, fingerprint_of
 from steerbridge.engine.runtime.steering import StepGate
 
-__all__ = ["UniformPrompts", "require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of", "load_pipeline_folder", "loaded_pipeline",
-           "DiffusersAdapter"]
+__all__ = ["UniformPrompts", "require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of",
+           "load_pipeline_folder", "loaded_pipeline", "tiny_pipeline", "dit_sites", "DiffusersAdapter"]
 
 _INSTALL = "pip install 'steerbridge[diffusers]' (diffusers and transformers)"
 
@@ -50,27 +50,26 @@ def require_diffusers() -> tp.Any:
             from exc
 
 
-def char_tokenizer(max_length: int, *, cls: str = "PreTrainedTokenizerFast",
-                   specials: tuple[str, ...] = ("<pad>", "</s>", "<unk>"), **tokens: str) -> tp.Any:
+def char_tokenizer(max_length: int) -> tp.Any:
     """A character-level fast tokenizer built in code, for tiny test pipelines (no vocabulary download).
 
     Every printable character is a token, so any prompt tokenizes, different
     prompts give different ids, and padding to ``max_length`` gives every
-    prompt the same length (which activation patching needs). ``cls`` names the
-    transformers tokenizer class a pipeline checks for (``T5TokenizerFast``...);
-    ``specials`` come first in the vocabulary, ``tokens`` name the special roles.
+    prompt the same length (which activation patching needs). A pipeline that
+    checks its tokenizer's class gets that class's own model instead (see
+    ``audioldm2_tiny``): transformers 5 reloads a named class by rebuilding it.
     """
-    import transformers
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
-    vocab = {s: i for i, s in enumerate(specials)}
+    vocab = {s: i for i, s in enumerate(("<pad>", "</s>", "<unk>"))}
     for ch in string.ascii_lowercase + string.digits + string.punctuation + " \n":
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.normalizer = normalizers.Lowercase()
-    roles = tokens or {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
-    return getattr(transformers, cls)(tokenizer_object=tok, model_max_length=max_length, **roles)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, pad_token="<pad>",
+                                   eos_token="</s>", unk_token="<unk>")
 
 
 def randomize_zero_inits(module: nn.Module, seed: int, *, scale: float = 0.02) -> None:
@@ -210,6 +209,22 @@ def loaded_pipeline(pipe: tp.Any, *, family: str, source: str,
     return LoadedModel(pipe, config, source, fingerprint_of(config, state), family=family)
 
 
+def tiny_pipeline(pipeline: str, *, family: str, **components: tp.Any) -> LoadedModel:
+    """A random-weight diffusers ``pipeline`` from built ``components``, frozen, as ``tiny:<family>``."""
+    pipe = getattr(require_diffusers(), pipeline)(**components)
+    for m in components.values():
+        if isinstance(m, nn.Module):
+            m.eval().requires_grad_(False)
+    return loaded_pipeline(pipe, family=family, source=f"tiny:{family}")
+
+
+def dit_sites(blocks: nn.ModuleList, attn: str, width: int) -> dict[str, tp.Any]:
+    """:class:`DiffusersAdapter` ``slots``/``dims`` of a DiT: ``cross_attn`` is each block's ``attn`` child,
+    ``block`` each block's output, all ``width`` wide."""
+    slots = {"cross_attn": [(b, attn) for b in blocks], "block": [(blocks, str(i)) for i in range(len(blocks))]}
+    return {"slots": slots, "dims": {"cross_attn": width, "block": width}}
+
+
 class UniformPrompts:
     """For families whose text states vary in length per prompt: inside :meth:`uniform_prompts`
     ``encode`` pads every prompt to one length, because activation patching and the
@@ -237,6 +252,7 @@ class DiffusersAdapter:
 
     family = ""
     context_kwarg = "encoder_hidden_states"
+    step_end_callback = False  # the pipeline counts steps through callback_on_step_end, not callback=
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any], *, denoiser: nn.Module,
                  slots: dict[str, list[tuple[nn.Module, str]]], dims: dict[str, int | list[int]],
@@ -287,11 +303,45 @@ class DiffusersAdapter:
             raise EngineError(f"this model samples with its pipeline's scheduler ({type(scheduler).__name__}); "
                               f"leave the sampler unset instead of '{sampler}'")
 
-    def _begin(self, *, sampler: str | None, denoiser: tp.Any, cfg: bool, steps: int,
-               on_step: Callable[[int, int], None] | None) -> Callable[[], None]:
-        """Refuse what a pipeline cannot run, then :meth:`_steps` for its CFG batch (2 rows, or 1 without CFG)."""
+    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
+               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
+               denoiser: tp.Any = None) -> torch.Tensor:
+        """Run the pipeline to latents, each step counted by the gate; the family's :meth:`_run` calls it.
+
+        Refuses what a pipeline cannot run; the CFG batch is 2 rows, or 1 when
+        :meth:`_guided` says the pipeline skips guidance.
+        """
         self._no_external(sampler, denoiser, self.pipe.scheduler)
-        return self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        cfg = self._guided(cfg_scale)
+        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        gen = torch.Generator(device=next(self.parameters()).device).manual_seed(int(seed))
+        if self.step_end_callback:
+            def step_end(_pipe: tp.Any, _i: int, _t: tp.Any, _kw: dict[str, tp.Any]) -> dict[str, tp.Any]:
+                done()
+                return {}
+
+            callback: dict[str, tp.Any] = {"callback_on_step_end": step_end}
+        else:
+            callback = {"callback": lambda *_: done(), "callback_steps": 1}
+        return self._run(cond, float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale, generator=gen,
+                         output_type="latent", **callback)
+
+    def _guided(self, cfg_scale: float) -> bool:
+        """Whether the pipeline batches CFG rows at ``cfg_scale`` (its ``do_classifier_free_guidance``)."""
+        return cfg_scale > 1.0
+
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
+        """Call the pipeline on ``cond`` for ``seconds`` with the shared ``run`` arguments; return the latents."""
+        raise NotImplementedError
+
+    def _text_states(self, text: str, *, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pipeline's text encoder's hidden states and mask for ``text`` padded to ``length`` tokens."""
+        pipe = self.pipe
+        device = next(pipe.text_encoder.parameters()).device
+        ids = pipe.tokenizer(text, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        mask = ids.attention_mask.to(device)
+        with torch.inference_mode():
+            return pipe.text_encoder(ids.input_ids.to(device), attention_mask=mask)[0], mask
 
     def _steps(self, *, rows: int, cfg: bool, steps: int,
                on_step: Callable[[int, int], None] | None) -> Callable[[], None]:
