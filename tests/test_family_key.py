@@ -152,3 +152,34 @@ def test_the_panel_plays_a_preset_with_a_family(anonymous, qapp):
         assert (info.source, info.fingerprint) == (str(folder.resolve()), model.fingerprint)
     finally:
         window.close()
+
+
+def test_serve_cli_family_flag_loads_the_folder_in_the_worker(anonymous, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from steerbridge import engine
+    from steerbridge.bridge.audio.wavfile import read_wav
+
+    model, _, root = anonymous
+    preset = _preset(root, "cli.toml", family=None)  # the preset does not say; the flag does
+    base = [sys.executable, "-m", "steerbridge.bridge", "serve", "--preset", str(preset), "--no-osc", "--no-midi",
+            "--grid", "none", "--autosave", "off", "--engine-threads", "1", "--json"]
+    refused = subprocess.run([*base, "--output", "null"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "--family FAMILY" in refused.stderr and "Traceback" not in refused.stderr
+    loops = tmp_path / "loops"
+    proc = subprocess.Popen([*base, "--output", f"wav:{loops}", "--family", FAMILY], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline() or "{}")
+        assert ready.get("event") == "ready" and ready["engine_alive"], proc.stderr.read() if not ready else ready
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    (wav,) = sorted(loops.glob("*.wav"))  # the loop at the knob's default (alpha 0), rendered by the worker
+    audio, _ = read_wav(wav)
+    plain = model.render(engine.RenderRequest(prompt="test loop with piano", seed=7, seconds=0.5, steps=2)).audio
+    assert audio.shape == plain.shape and np.abs(audio - plain).max() < 1e-5
