@@ -183,3 +183,27 @@ def test_serve_cli_family_flag_loads_the_folder_in_the_worker(anonymous, tmp_pat
     audio, _ = read_wav(wav)
     plain = model.render(engine.RenderRequest(prompt="test loop with piano", seed=7, seconds=0.5, steps=2)).audio
     assert audio.shape == plain.shape and np.abs(audio - plain).max() < 1e-5
+
+
+def test_engine_server_family_flag(anonymous, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from steerbridge.bridge.engine_link.wire import write_new_token
+
+    model, folder, _ = anonymous
+    token = write_new_token(tmp_path / "engine.token")
+    proc = subprocess.Popen([sys.executable, "-m", "steerbridge.bridge", "engine-server", "--model", str(folder),
+                             "--family", FAMILY, "--bind", "tcp://127.0.0.1:0", "--token-file", str(token), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline() or "{}")
+        assert ready.get("event") == "ready", proc.stderr.read()
+        assert (ready["model"], ready["fingerprint"]) == (str(folder.resolve()), model.fingerprint)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
