@@ -15,7 +15,7 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 
 from steerbridge.bridge.live.session import SessionOptions
-from steerbridge.bridge.presets.model import Preset, PresetError
+from steerbridge.bridge.presets.model import Preset, PresetError, load_preset
 from steerbridge.bridge.presets.shipped import shipped_dir
 from steerbridge.gui.controller import ClientFactory, SessionController
 from steerbridge.gui.presetfile import RecentPresets
@@ -68,8 +68,12 @@ def create_panel(preset: Preset | str | Path, *, options: SessionOptions, settin
     return window
 
 
-def run(*, preset: str | Path | None, options: SessionOptions, settings_path: str | Path | None = None) -> int:
-    """Open the panel and run Qt's event loop until the window closes; returns an exit code."""
+def run(*, preset: str | Path | None, options: SessionOptions, settings_path: str | Path | None = None,
+        family: str | None = None) -> int:
+    """Open the panel and run Qt's event loop until the window closes; returns an exit code.
+
+    ``family`` (``--family``) loads the first preset's model folder as that family.
+    """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("steerbridge")
     settings = settings_at(settings_path)
@@ -80,7 +84,8 @@ def run(*, preset: str | Path | None, options: SessionOptions, settings_path: st
                   "pass --preset FILE", file=sys.stderr)
             return 2
     try:
-        window = create_panel(preset, options=options, settings=settings)
+        first = preset if family is None else load_preset(preset).with_family(family)
+        window = create_panel(first, options=options, settings=settings)
     except PresetError as exc:
         print(f"steerbridge: error: {exc}", file=sys.stderr)
         return 2

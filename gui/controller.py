@@ -47,6 +47,11 @@ ClientFactory = Callable[[Preset], EngineClient]
 _Task = Callable[[], None]
 
 
+def _model_of(preset: Preset) -> tuple[str, str, str | None]:
+    """What the panel's engine client loaded for ``preset``: its model folder, device and family."""
+    return preset.model_source(), preset.model.device, preset.model.family
+
+
 class SessionController(QObject):
     sessionChanged = pyqtSignal()  # a new Session is bound: rebuild what depends on the preset
     eventReceived = pyqtSignal(object)  # a SessionEvent, delivered on the GUI thread
@@ -80,7 +85,7 @@ class SessionController(QObject):
         new = preset if isinstance(preset, Preset) else load_preset(preset)
         old = self.session
         same_engine = old is not None and self._client is not None and (
-            (new.model_source(), new.model.device) == (old.preset.model_source(), old.preset.model.device))
+            _model_of(new) == _model_of(old.preset))
         self.baseline = new
         if same_engine and self.phase != "failed":
             old.load_preset(new)  # a state change: the scheduler re-plans, nothing blocks here
@@ -219,7 +224,7 @@ class SessionController(QObject):
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, preset: Preset) -> EngineClient:
         return make_client(self.options.engine, source=preset.model_source(), device=preset.model.device,
-                           token_file=self.options.engine_token_file)
+                           token_file=self.options.engine_token_file, family=preset.model.family)
 
     def _on_change(self, gen: int, change: Change) -> None:
         # Any thread. Only a MIDI learn matters here: it has already written

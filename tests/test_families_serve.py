@@ -9,26 +9,7 @@ import numpy as np
 import pytest
 
 from steerbridge.bridge.audio.wavfile import read_wav
-from support.serve_knob import exact_render_after_knob
-
-PRESET = """\
-[model]
-source = "tiny:{family}"
-steps = 2
-
-[scene]
-prompt = "test loop with piano"
-seed = 7
-seconds = 0.5
-
-[[knob]]
-name = "mood"
-vector = "mood.safetensors"
-alpha_min = -2.0
-alpha_max = 2.0
-default = 0.5
-stops = 2
-"""
+from support.serve_knob import exact_render_after_knob, knob_preset
 
 
 @pytest.mark.parametrize("family", ["sao-diffusers", "ace-step", "sa3", "audioldm2"])
@@ -40,7 +21,7 @@ def test_osc_knob_brings_the_exact_render(tmp_path, family):
     vector = engine.extract_caa(model, positive=["happy song"], negative=["sad song"], concept="mood",
                                 seconds=0.5, steps=2, normalize=True)
     engine.save_vector(vector, tmp_path / "mood.safetensors")
-    (tmp_path / "preset.toml").write_text(PRESET.format(family=family))
+    (tmp_path / "preset.toml").write_text(knob_preset(f"tiny:{family}"))
     # alpha -1.0: between the two stops, so no pre-rendered loop; the exact render must come
     path, kind, alpha = exact_render_after_knob(tmp_path / "preset.toml", "mood", 0.25, loops=tmp_path / "loops")
     assert alpha == -1.0

@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Load a model and serve render jobs over ZeroMQ to serve/gui/render running on "
                                    "another machine (or this one). Listens on loopback unless told otherwise.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", help="'tiny', 'demo' or a model folder (default: tiny)")
+    p.add_argument("--model", default="tiny", help="'tiny', 'demo', 'tiny:<family>' or a model folder "
+                                                   "(default: tiny)")
+    p.add_argument("--family", help="the model family of the --model folder, when its files do not say "
+                                    "(`steerbridge doctor` lists the families)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="denoiser backend (default: torch)")
     p.add_argument("--bind", default=None, metavar="tcp://HOST:PORT",
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"steerbridge: loading {args.model!r} on {args.device} ...", file=sys.stderr)
     try:
-        runner = JobRunner(args.model, device=args.device, backend=args.backend)
+        runner = JobRunner(args.model, device=args.device, backend=args.backend, family=args.family)
         server = EngineServer(runner, bind=bind, key=key, allow_remote=args.allow_remote)
     except (EngineError, ValueError) as exc:
         return fail(str(exc))

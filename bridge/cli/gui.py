@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import check_link, preset_path, session_options, session_parser
+from steerbridge.bridge.cli.session_flags import check_family, check_link, preset_path, session_options, session_parser
 
 __all__ = ["register", "run"]
 
@@ -24,7 +24,8 @@ as with `serve` while the panel is open.
 examples:
   steerbridge gui                                  # the last preset used, else the demo preset
   steerbridge gui --preset demo
-  steerbridge gui --preset my.toml --output null --no-midi"""
+  steerbridge gui --preset my.toml --output null --no-midi
+  steerbridge gui --preset my.toml --family ace-step   # a model folder whose files do not name its family"""
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         options = session_options(args, progress=False)
-        preset = preset_path(args.preset)
+        preset, family = preset_path(args.preset), check_family(args.family)
         if options.link:  # the flag: fail before the panel opens (a preset's `link` shows in the panel)
             check_link(options, preset)
     except (ValueError, FileNotFoundError) as exc:
@@ -51,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
         app = importlib.import_module("steerbridge.gui.app")  # by name: bridge never imports gui at module level
     except ImportError as exc:
         return fail(f"the panel needs PyQt6 ({exc}); install it with `pip install 'steerbridge[gui]'`")
-    return int(app.run(preset=preset, options=options, settings_path=args.settings))
+    return int(app.run(preset=preset, options=options, settings_path=args.settings, family=family))

@@ -91,6 +91,7 @@ def _plan(args: argparse.Namespace):
             name, value = parse_pair(item, what="--knob")
             alphas[name] = preset.knob(name).alpha_for(float(value))
         source = args.model or preset.model_source()
+        family = args.family or (preset.model.family if args.model is None else None)  # the preset's, for its model
         base = render_job_for(preset, alphas, prompt=args.prompt, seed=args.seed, seconds=args.seconds,
                               negative_prompt=args.negative_prompt)
         if args.sweep:
@@ -108,7 +109,7 @@ def _plan(args: argparse.Namespace):
     else:
         if args.knob:
             raise ValueError("--knob needs --preset (without one, use --steer FILE=ALPHA)")
-        source = args.model or "tiny"
+        source, family = args.model or "tiny", args.family
         layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
         terms = []
         for item in args.steer:
@@ -134,7 +135,7 @@ def _plan(args: argparse.Namespace):
                                    ("alpha_units", args.alpha_units)) if v is not None}
     runs = [(label, knob, value, alpha, replace(job, **overrides)) for label, knob, value, alpha, job in runs]
     backend = args.backend or (preset.model.backend if args.preset is not None else "torch")
-    return source, backend, runs
+    return source, backend, family, runs
 
 
 def _remote(args: argparse.Namespace):
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from steerbridge.bridge.cli.common import ProgressBar, emit_json, fail
 
     try:
-        source, backend, runs = _plan(args)
+        source, backend, family, runs = _plan(args)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return fail(str(exc).strip("'\""))
     from steerbridge.bridge.audio.wavfile import slug, write_wav
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        runner = _remote(args) if args.engine else JobRunner(source, backend=backend, family=args.family)
+        runner = _remote(args) if args.engine else JobRunner(source, backend=backend, family=family)
     except (EngineError, EngineJobError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     # The family's own guidance default (MusicGen steers both branches); a remote engine keeps its model

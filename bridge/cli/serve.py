@@ -9,7 +9,8 @@ import sys
 import threading
 from typing import Any
 
-from steerbridge.bridge.cli.session_flags import check_link, preset_path, session_options, session_parser
+from steerbridge.bridge.cli.session_flags import (check_link, preset_path, session_options, session_parser,
+                                                  session_preset)
 
 __all__ = ["register", "run"]
 
@@ -25,6 +26,7 @@ examples:
       --osc 0.0.0.0:9000 --osc-allow-remote --osc-allow 192.168.1.0/24
   steerbridge serve --preset presets/demo.toml --output null --no-midi --json
   steerbridge serve --preset demo --link            # in time with Ableton Live (pip install 'steerbridge[link]')
+  steerbridge serve --preset my.toml --family sao-diffusers   # a model folder whose files do not name its family
 Ctrl-C stops everything cleanly."""
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = session_options(args, progress=not args.json or sys.stderr.isatty())
         check_link(options, preset_path(args.preset))
-        session = Session(preset_path(args.preset), options=options)
+        session = Session(session_preset(args), options=options)
     except (PresetError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
     if not args.json:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steerbridge.bridge.live.session import SessionOptions
+    from steerbridge.bridge.presets.model import Preset
 
-__all__ = ["session_parser", "add_session_flags", "session_options", "check_link", "preset_path", "OUTPUTS_HELP"]
+__all__ = ["session_parser", "add_session_flags", "session_options", "check_link", "preset_path", "session_preset",
+           "check_family", "OUTPUTS_HELP"]
 
 OUTPUTS_HELP = """\
 outputs (--output):
@@ -37,6 +39,9 @@ def session_parser(subparsers: Any, name: str, *, help: str, description: str, e
 def add_session_flags(p: argparse.ArgumentParser, *, preset_help: str, preset_required: bool) -> None:
     """Add the flags that build a :class:`SessionOptions` (see :func:`session_options`)."""
     p.add_argument("--preset", required=preset_required, metavar="FILE|NAME", help=preset_help)
+    p.add_argument("--family", metavar="FAMILY",
+                   help="the model family of the preset's model folder, when its files do not say (overrides the "
+                        "preset's `family`; `steerbridge doctor` lists the families)")
     p.add_argument("--output", default="default", metavar="DEVICE|wav:DIR|null",
                    help="where the audio goes (default: %(default)s)")
     p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
@@ -127,6 +132,24 @@ def _engine(args: argparse.Namespace) -> str:
         client_key(args.engine_token)  # a missing or readable-by-others token file: said now, not mid-start
         return address
     return "inprocess" if args.in_process else "worker"
+
+
+def check_family(name: str | None) -> str | None:
+    """``--family`` as given, or a ValueError naming the known families (before any model loads)."""
+    from steerbridge.engine.adapters.base import families
+
+    if name is not None and name not in families():
+        raise ValueError(f"--family {name!r} is not a model family steerbridge knows; give one of: "
+                         f"{', '.join(families())}")
+    return name
+
+
+def session_preset(args: argparse.Namespace) -> Preset | Path | None:
+    """``--preset`` as a file, or loaded with ``--family`` applied to its model (PresetError for a bad preset)."""
+    from steerbridge.bridge.presets.model import load_preset
+
+    path, family = preset_path(args.preset), check_family(args.family)
+    return path if family is None or path is None else load_preset(path).with_family(family)
 
 
 def preset_path(text: str | None) -> Path | None:

@@ -209,9 +209,10 @@ class EngineClient(ABC):
 class InProcessClient(EngineClient):
     """The engine on a thread of this process (tests, tools): same interface, no isolation."""
 
-    def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch") -> None:
+    def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch",
+                 family: str | None = None) -> None:
         super().__init__()
-        self._source, self._device, self._backend = source, device, backend
+        self._source, self._device, self._backend, self._family = source, device, backend, family
         self._jobs: queue.Queue[Ticket | None] = queue.Queue()
         self._cancelled: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -219,7 +220,7 @@ class InProcessClient(EngineClient):
     def start(self, *, timeout: float = 300.0) -> ModelInfo:
         from steerbridge.bridge.engine_link.worker import JobRunner
 
-        self._runner = JobRunner(self._source, device=self._device, backend=self._backend)
+        self._runner = JobRunner(self._source, device=self._device, backend=self._backend, family=self._family)
         self.info = self._runner.info
         self._thread = threading.Thread(target=self._loop, name="steerbridge-engine", daemon=True)
         self._thread.start()
@@ -257,9 +258,9 @@ class WorkerClient(EngineClient):
     """
 
     def __init__(self, source: str = "tiny", *, device: str = "cpu", backend: str = "torch",
-                 max_attempts: int = 2, threads: int | None = None) -> None:
+                 max_attempts: int = 2, threads: int | None = None, family: str | None = None) -> None:
         super().__init__()
-        self._source, self._device, self._max_attempts = source, device, max_attempts
+        self._source, self._device, self._max_attempts, self._family = source, device, max_attempts, family
         self._threads = threads  # torch threads in the worker (None: every core; worker.render_threads)
         self._backend = backend
         self._ctx = multiprocessing.get_context("spawn")
@@ -307,7 +308,7 @@ class WorkerClient(EngineClient):
         self._requests, self._events = self._ctx.Queue(), self._ctx.Queue()
         self._process = self._ctx.Process(target=worker_main, name="steerbridge-engine", daemon=True,
                                           args=(self._source, self._device, self._requests, self._events,
-                                                self._backend, self._threads))
+                                                self._backend, self._threads, self._family))
         self._process.start()
         try:
             first = self._events.get(timeout=timeout)

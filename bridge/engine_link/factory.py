@@ -18,15 +18,16 @@ def client_key(token_file: str | None) -> bytes:
 
 
 def make_client(engine: str, *, source: str, device: str = "cpu", backend: str = "torch",
-                token_file: str | None = None, threads: int | None = None) -> EngineClient:
-    """A client for ``engine``; a remote one ignores ``source`` (the server hosts its own model).
+                token_file: str | None = None, threads: int | None = None, family: str | None = None) -> EngineClient:
+    """A client for ``engine``; a remote one ignores ``source`` and ``family`` (the server hosts its own model).
 
     ``threads``: the worker's torch threads (None: every core; only the worker uses it).
+    ``family``: the model family of a ``source`` folder whose files do not name it.
     """
     if engine == "worker":
-        return WorkerClient(source, device=device, backend=backend, threads=threads)
+        return WorkerClient(source, device=device, backend=backend, threads=threads, family=family)
     if engine == "inprocess":
-        return InProcessClient(source, device=device, backend=backend)
+        return InProcessClient(source, device=device, backend=backend, family=family)
     if engine.startswith("tcp://"):
         from steerbridge.bridge.engine_link.remote import RemoteClient, check_address
 

@@ -146,7 +146,7 @@ def render_threads(requested: int | None = None) -> int:
 
 
 def worker_main(source: str, device: str, requests: Any, events: Any, backend: str = "torch",
-                threads: int | None = None) -> None:
+                threads: int | None = None, family: str | None = None) -> None:
     """Entry point of the spawned engine process (must stay a module-level function)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the worker stops. A lower priority keeps rendering from starving the audio
@@ -162,7 +162,7 @@ def worker_main(source: str, device: str, requests: Any, events: Any, backend: s
             import torch
 
             torch.set_num_threads(render_threads(threads))
-        runner = JobRunner(source, device=device, backend=backend)
+        runner = JobRunner(source, device=device, backend=backend, family=family)
     except Exception as exc:
         events.put(WorkerEvent("failed", f"{type(exc).__name__}: {exc}"))
         return

@@ -156,9 +156,9 @@ def _model(key: Hashable) -> str:
     return str(key[0]) if isinstance(key, tuple) and key else str(key)
 
 
-def engine_key(preset: Preset) -> tuple[str, str, str]:
-    """What two presets must share to play on one engine: model source, device, backend."""
-    return preset.model_source(), preset.model.device, preset.model.backend
+def engine_key(preset: Preset) -> tuple[str, str, str, str | None]:
+    """What two presets must share to play on one engine: model source, device, backend, family."""
+    return preset.model_source(), preset.model.device, preset.model.backend, preset.model.family
 
 
 def start_client(preset: Preset, options: SessionOptions,
@@ -169,7 +169,7 @@ def start_client(preset: Preset, options: SessionOptions,
     else:
         client = make_client(options.engine, source=preset.model_source(), device=preset.model.device,
                              backend=preset.model.backend, token_file=options.engine_token_file,
-                             threads=options.engine_threads)
+                             threads=options.engine_threads, family=preset.model.family)
     try:
         client.start()
     except BaseException:

@@ -43,6 +43,7 @@ _K = 4.0  # steepness of the exp/log curves (2**4 = 16:1 slope ratio)
 @dataclass(frozen=True)
 class ModelSettings:
     source: str  # "tiny", "demo" or a folder (relative to the preset as written)
+    family: str | None = None  # the folder's model family when its files do not name it (None: recognised)
     device: str = "cpu"
     backend: str = BACKENDS[0]  # "torch" | "onnx" (onnxruntime; needs `steerbridge export-onnx`)
     steps: int = DEFAULT_STEPS
@@ -170,6 +171,10 @@ class Preset:
         """``tiny``/``demo``/``tiny:<family>`` as is; a folder made absolute (what ``engine.load_model`` takes)."""
         src = self.model.source
         return src if is_builtin_source(src) else str(self.resolve(src))
+
+    def with_family(self, family: str | None) -> Preset:
+        """A copy whose model folder is loaded as ``family`` (what ``--family`` does); None changes nothing."""
+        return self if family is None else replace(self, model=replace(self.model, family=family))
 
     def with_knob(self, knob: Knob) -> Preset:
         """A copy with the knob of the same name replaced."""

@@ -20,8 +20,8 @@ import tomli_w
 
 from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
 from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE,
-                                      DEFAULT_CFG_SCALE, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS, MAX_STEPS,
-                                      is_builtin_source)
+                                      DEFAULT_CFG_SCALE, DEFAULT_FAMILY, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS,
+                                      MAX_STEPS, TINY_PREFIX, is_builtin_source)
 
 __all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
            "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
@@ -31,11 +31,13 @@ MIDI_MODES = ("7bit", "14bit", "nrpn")
 BUILTIN_SOURCES = ("tiny", "demo")
 KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
 
-_MODEL_KEYS = ("source", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step", "alpha_units")
+_MODEL_KEYS = ("source", "family", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step",
+               "alpha_units")
 _SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
               "midi", "osc", "orthogonalize_against", "one_to_all")
 _MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
+_MODEL_FILES = ("model_config.json", "model_index.json", "config.json")  # stable-audio-tools, diffusers, transformers
 _MISSING = object()
 
 
@@ -155,14 +157,18 @@ def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]
     t = c.table(t, w, _MODEL_KEYS, required=("source",))
     source = c.get(t, w, "source", "str", "tiny", check=bool,
                    expected="'tiny', 'demo', 'tiny:<family>' or a model folder")
+    family = _family(c, t, w, source)
     if check_files and not is_builtin_source(source):
         folder = (path.parent / source).expanduser()
-        if not any((folder / f).is_file() for f in ("model_config.json", "model_index.json")):
+        if family is not None and not folder.is_dir():  # the family's loader says what the folder lacks
+            c.fail((*w, "source"), f"expected a model folder, but {folder} is not a folder; fix the path")
+        elif family is None and not any((folder / f).is_file() for f in _MODEL_FILES):
             c.fail((*w, "source"), f"expected a folder holding model_config.json + model.safetensors "
-                   f"(stable-audio-tools) or a diffusers model_index.json, but {folder} has neither; use "
-                   "'tiny', 'demo', 'tiny:<family>' or fix the path")
+                   f"(stable-audio-tools), a diffusers model_index.json or a transformers config.json, but "
+                   f"{folder} has none of them; use 'tiny', 'demo', 'tiny:<family>' or fix the path")
     return {
         "source": source,
+        "family": family,
         "device": c.get(t, w, "device", "str", "cpu", check=bool, expected="a torch device such as 'cpu'"),
         "backend": c.get(t, w, "backend", "str", BACKENDS[0], check=lambda v: v in BACKENDS,
                          expected="'torch' or 'onnx' (onnxruntime; run `steerbridge export-onnx` first)"),
@@ -175,6 +181,21 @@ def _model(c: _Checker, t: Any, path: Path, check_files: bool) -> dict[str, Any]
         "start_step": c.get(t, w, "start_step", "int", 0, check=lambda v: v >= 0, expected="an integer >= 0"),
         "alpha_units": c.get(t, w, "alpha_units", ALPHA_UNITS, DEFAULT_ALPHA_UNITS),
     }
+
+
+def _family(c: _Checker, t: dict[str, Any], w: KeyPath, source: str) -> str | None:
+    """The ``family`` key: one of the registry's families, and not one that contradicts a built-in source."""
+    from steerbridge.engine.adapters.base import families  # the registry; importing it loads no family's code
+
+    known = families()
+    family = c.get(t, w, "family", "str", None, check=lambda v: v in known,
+                   expected=f"a model family, one of {', '.join(known)}")
+    builtin = (source[len(TINY_PREFIX):] if source.startswith(TINY_PREFIX)
+               else DEFAULT_FAMILY if source == "demo" else None)
+    if family is not None and builtin is not None and family != builtin:
+        c.fail((*w, "family"), f"source {source!r} is a {builtin} model, not {family!r}; remove the family key "
+               "or give a model folder as the source")
+    return family
 
 
 def _scene(c: _Checker, t: Any) -> dict[str, Any]:

@@ -4,6 +4,6 @@
 the registry of families. One module per family: `stable_audio` (stable-audio-tools
 DiT models, loaded by `sat_source`; `sat` is the one import gateway to
 stable-audio-tools), and through diffusers `diffusers_sao` (Stable Audio Open),
-`ace_step` (ACE-Step 1.5) and `stable_audio_3` (Stable Audio 3), which share
-`diffusers_common`. A new family lands here.
+`ace_step` (ACE-Step 1.5), `stable_audio_3` (Stable Audio 3) and `audioldm2`, which
+share `diffusers_common` (and `hf_cache`, for stock parts a folder lacks). A new family lands here.
 """

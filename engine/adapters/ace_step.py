@@ -30,18 +30,15 @@ from __future__ import annotations
 
 import math
 import typing as tp
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, UniformPrompts, char_tokenizer, load_pipeline_folder,
-                                                          loaded_pipeline, pipeline_class_of, randomize_zero_inits,
-                                                          require_diffusers)
+from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, UniformPrompts, char_tokenizer, dit_sites,
+                                                          randomize_zero_inits, require_diffusers, tiny_pipeline)
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.loaded import LoadedModel
 
-__all__ = ["FAMILY", "PIPELINES", "AceStepAdapter", "recognises", "load_folder", "build_tiny"]
+__all__ = ["FAMILY", "PIPELINES", "AceStepAdapter", "build_tiny"]
 
 FAMILY = "ace-step"
 PIPELINES = ("AceStepPipeline",)
@@ -53,16 +50,10 @@ class AceStepAdapter(UniformPrompts, DiffusersAdapter):
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any]) -> None:
         dit = pipe.transformer
-        blocks = list(dit.layers)
-        width = int(dit.config.hidden_size)
-        super().__init__(pipe, config, denoiser=dit,
-                         slots={"cross_attn": [(b, "cross_attn") for b in blocks],
-                                "block": [(dit.layers, str(i)) for i in range(len(blocks))]},
-                         dims={"cross_attn": width, "block": width})
+        super().__init__(pipe, config, denoiser=dit, **dit_sites(dit.layers, "cross_attn", int(dit.config.hidden_size)))
         self.gate.uncond_first = False  # [cond, null]: see the module docstring
         self.sample_rate = int(pipe.sample_rate)
         self.channels = int(pipe.vae.config.audio_channels)
-
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """The pipeline's own ``encode_prompt`` for a text2music render (no lyrics)."""
@@ -82,26 +73,21 @@ class AceStepAdapter(UniformPrompts, DiffusersAdapter):
         return {"text_hidden_states": text, "text_attention_mask": text_mask, "lyric_hidden_states": lyric,
                 "lyric_attention_mask": lyric_mask, "prompt": prompt}
 
-    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
-               denoiser: tp.Any = None) -> torch.Tensor:
+    def _guided(self, cfg_scale: float) -> bool:
+        return cfg_scale > 1.0 and not self.pipe.is_turbo  # the pipeline's do_classifier_free_guidance
+
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
         pipe = self.pipe
-        cfg = cfg_scale > 1.0 and not pipe.is_turbo  # the pipeline's do_classifier_free_guidance
-        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
         encoded = (cond["text_hidden_states"], cond["text_attention_mask"], cond["lyric_hidden_states"],
                    cond["lyric_attention_mask"])
-        device = next(self.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(int(seed))
         # The pipeline encodes its prompt string itself; for this call it gets the tensors from encode()
         # (which may have been blended by the prompt-blend baseline). An instance attribute, removed after.
         pipe.encode_prompt = lambda **_: encoded
         try:
-            out = pipe(prompt=cond["prompt"], lyrics="", audio_duration=float(seconds), num_inference_steps=steps,
-                       guidance_scale=cfg_scale, cfg_interval_start=0.0, cfg_interval_end=1.0, generator=gen,
-                       output_type="latent", callback=lambda *_: done(), callback_steps=1)
+            return pipe(prompt=cond["prompt"], lyrics="", audio_duration=seconds, cfg_interval_start=0.0,
+                        cfg_interval_end=1.0, **run).audios
         finally:
             del pipe.encode_prompt
-        return out.audios
 
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor:
         """The pipeline's post-processing: VAE decode, anti-clip, peak normalised to -1 dBFS, then the crop."""
@@ -112,14 +98,6 @@ class AceStepAdapter(UniformPrompts, DiffusersAdapter):
             audio = audio / peak.clamp(min=1.0)
         audio = audio * (10.0 ** (-1.0 / 20.0) / audio.abs().amax(dim=[1, 2], keepdim=True).clamp(min=1e-6))
         return audio[0, :, : math.ceil(seconds * self.sample_rate)]
-
-
-def recognises(folder: Path) -> bool:
-    return pipeline_class_of(folder) in PIPELINES
-
-
-def load_folder(folder: Path) -> LoadedModel:
-    return load_pipeline_folder(folder, family=FAMILY, pipelines=PIPELINES)
 
 
 def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 2, head_dim: int = 16,
@@ -158,8 +136,5 @@ def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 
     # As the ACE-Step converter registers it: the pipeline feeds its own shifted sigmas verbatim.
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
     randomize_zero_inits(transformer, seed)
-    pipe = diffusers.AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                     transformer=transformer, condition_encoder=condition, scheduler=scheduler)
-    for m in (vae, text_encoder, condition, transformer):
-        m.eval().requires_grad_(False)
-    return loaded_pipeline(pipe, family=FAMILY, source=f"tiny:{FAMILY}")
+    return tiny_pipeline(PIPELINES[0], family=FAMILY, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                         transformer=transformer, condition_encoder=condition, scheduler=scheduler)

@@ -41,17 +41,13 @@ tokenizer's ``model_max_length``.
 from __future__ import annotations
 
 import typing as tp
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, UniformPrompts, load_pipeline_folder,
-                                                          pipeline_class_of)
-from steerbridge.engine.runtime.loaded import LoadedModel
+from steerbridge.engine.adapters.diffusers_common import DiffusersAdapter, UniformPrompts
 
-__all__ = ["FAMILY", "PIPELINES", "AudioLDM2Adapter", "attention_layers", "recognises", "load_folder"]
+__all__ = ["FAMILY", "PIPELINES", "AudioLDM2Adapter", "attention_layers"]
 
 FAMILY = "audioldm2"
 PIPELINES = ("AudioLDM2Pipeline",)
@@ -93,7 +89,6 @@ class AudioLDM2Adapter(UniformPrompts, DiffusersAdapter):
         self.max_new_tokens = int(getattr(lm.config, "max_new_tokens", None)
                                   or getattr(getattr(lm, "generation_config", None), "max_new_tokens", None) or 8)
 
-
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """The pipeline's ``encode_prompt`` (CLAP + T5 -> projection -> GPT2), prompt and negative in one call."""
         pipe = self.pipe
@@ -112,17 +107,8 @@ class AudioLDM2Adapter(UniformPrompts, DiffusersAdapter):
                 cond[m] = torch.nn.functional.pad(cond[m], (0, pad), value=0)
         return cond
 
-    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
-               denoiser: tp.Any = None) -> torch.Tensor:
-        pipe = self.pipe
-        cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
-        device = next(self.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(int(seed))
-        out = pipe(**cond, audio_length_in_s=float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale,
-                   generator=gen, output_type="latent", callback=lambda *_: done(), callback_steps=1)
-        return out.audios
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
+        return self.pipe(**cond, audio_length_in_s=seconds, **run).audios
 
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor:
         """The pipeline's post-processing: VAE to a mel spectrogram, the HiFi-GAN vocoder, its crop (mono)."""
@@ -132,10 +118,3 @@ class AudioLDM2Adapter(UniformPrompts, DiffusersAdapter):
             audio = pipe.mel_spectrogram_to_waveform(mel)
         return audio[:1, : int(seconds * self.sample_rate)].float()
 
-
-def recognises(folder: Path) -> bool:
-    return pipeline_class_of(folder) in PIPELINES
-
-
-def load_folder(folder: Path) -> LoadedModel:
-    return load_pipeline_folder(folder, family=FAMILY, pipelines=PIPELINES)

@@ -1,7 +1,8 @@
 """Random-weight ``AudioLDM2Pipeline`` instances of the real classes: ``tiny:audioldm2`` and the benchmark's U-Net.
 
 Nothing is downloaded: the tokenizers are character-level and built in code
-(of the classes the pipeline checks for: RoBERTa for CLAP, T5), every model is
+(of the classes the pipeline checks for, byte-level RoBERTa for CLAP and a
+Unigram T5, so that both reload from a saved folder as themselves), every model is
 built from a config. The text side (CLAP, T5, GPT2) stays tiny in both
 builds; :func:`build_published` gives the U-Net AudioLDM2's published
 dimensions, which is what the steering overhead benchmark times.
@@ -9,28 +10,47 @@ dimensions, which is what the steering overhead benchmark times.
 
 from __future__ import annotations
 
+import string
 import typing as tp
 
 import torch
 from torch import nn
 
 from steerbridge.engine.adapters.audioldm2 import FAMILY
-from steerbridge.engine.adapters.diffusers_common import (char_tokenizer, loaded_pipeline, randomize_zero_inits,
-                                                          require_diffusers)
+from steerbridge.engine.adapters.diffusers_common import randomize_zero_inits, require_diffusers, tiny_pipeline
 from steerbridge.engine.runtime.loaded import LoadedModel
 
 __all__ = ["build_tiny", "build_published", "build_pipeline"]
 
 
 def _roberta(max_length: int) -> tp.Any:
-    return char_tokenizer(max_length, cls="RobertaTokenizerFast", specials=("<s>", "<pad>", "</s>", "<unk>", "<mask>"),
-                          bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", pad_token="<pad>",
-                          unk_token="<unk>", mask_token="<mask>")
+    """A byte-level RoBERTa tokenizer with no merges (one token per byte) that reloads as itself.
+
+    transformers 5 rebuilds a RoBERTa tokenizer as RoBERTa's own byte-level BPE
+    from the saved vocabulary, so the vocabulary is the byte-level alphabet.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import RobertaTokenizerFast
+
+    vocab = {s: i for i, s in enumerate(("<s>", "<pad>", "</s>", "<unk>", "<mask>"))}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab.setdefault(ch, len(vocab))
+    return RobertaTokenizerFast(vocab=vocab, merges=[], model_max_length=max_length)
 
 
 def _t5(max_length: int) -> tp.Any:
-    return char_tokenizer(max_length, cls="T5TokenizerFast", pad_token="<pad>", eos_token="</s>",
-                          unk_token="<unk>", extra_ids=0)
+    """A character-level T5 tokenizer that survives ``save_pretrained``/``from_pretrained``.
+
+    transformers 5 rebuilds a T5 tokenizer as T5's own Unigram model from the
+    saved vocabulary, so a WordLevel one does not reload as itself; a Unigram
+    model whose pieces are single characters (plus T5's word-start piece
+    ``\u2581``) does, and still tokenizes any prompt character by character.
+    """
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(ch, -3.0) for ch in string.ascii_letters + string.digits + string.punctuation]
+    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
 def build_pipeline(unet: nn.Module, *, seed: int, lm_width: int, t5_width: int, mel_bins: int, sample_rate: int,
@@ -83,13 +103,9 @@ def build_pipeline(unet: nn.Module, *, seed: int, lm_width: int, t5_width: int, 
                                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
                                         steps_offset=1)
     randomize_zero_inits(unet, seed)
-    pipe = diffusers.AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=t5, projection_model=projection,
-                                       language_model=lm, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
-                                       feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=scheduler,
-                                       vocoder=vocoder)
-    for m in (vae, clap, t5, projection, lm, unet, vocoder):
-        m.eval().requires_grad_(False)
-    return loaded_pipeline(pipe, family=FAMILY, source=f"tiny:{FAMILY}")
+    return tiny_pipeline("AudioLDM2Pipeline", family=FAMILY, vae=vae, text_encoder=clap, text_encoder_2=t5,
+                         projection_model=projection, language_model=lm, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+                         feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=scheduler, vocoder=vocoder)
 
 
 def _unet(*, channels: tuple[int, ...], down: tuple[str, ...], up: tuple[str, ...], layers_per_block: int,

@@ -82,25 +82,33 @@ def _stable_audio() -> Family:
                   "model_config.json + model.safetensors (stable-audio-tools)", tiny=sat_source.load_tiny, onnx=True)
 
 
+def _diffusers(name: str, pipelines: tuple[str, ...], adapter: AdapterFactory, tiny: Callable[[], tp.Any]) -> Family:
+    """A diffusers family: a folder whose model_index.json names one of ``pipelines``, loaded strictly."""
+    from functools import partial
+
+    from steerbridge.engine.adapters.diffusers_common import load_pipeline_folder, pipeline_class_of
+
+    return Family(name, adapter, lambda folder: pipeline_class_of(folder) in pipelines,
+                  partial(load_pipeline_folder, family=name, pipelines=pipelines),
+                  f"a diffusers folder: model_index.json naming {' or '.join(pipelines)}", tiny=tiny)
+
+
 def _sao_diffusers() -> Family:
     from steerbridge.engine.adapters import diffusers_sao as m
 
-    return Family(m.FAMILY, m.SaoDiffusersAdapter, m.recognises, m.load_folder,
-                  "a diffusers folder: model_index.json naming StableAudioPipeline", tiny=m.build_tiny)
+    return _diffusers(m.FAMILY, m.PIPELINES, m.SaoDiffusersAdapter, m.build_tiny)
 
 
 def _ace_step() -> Family:
     from steerbridge.engine.adapters import ace_step as m
 
-    return Family(m.FAMILY, m.AceStepAdapter, m.recognises, m.load_folder,
-                  "a diffusers folder: model_index.json naming AceStepPipeline", tiny=m.build_tiny)
+    return _diffusers(m.FAMILY, m.PIPELINES, m.AceStepAdapter, m.build_tiny)
 
 
 def _sa3() -> Family:
     from steerbridge.engine.adapters import stable_audio_3 as m
 
-    return Family(m.FAMILY, m.StableAudio3Adapter, m.recognises, m.load_folder,
-                  "a diffusers folder: model_index.json naming StableAudio3Pipeline", tiny=m.build_tiny)
+    return _diffusers(m.FAMILY, m.PIPELINES, m.StableAudio3Adapter, m.build_tiny)
 
 
 def _audioldm2() -> Family:
@@ -111,8 +119,7 @@ def _audioldm2() -> Family:
 
         return build_tiny()
 
-    return Family(m.FAMILY, m.AudioLDM2Adapter, m.recognises, m.load_folder,
-                  "a diffusers folder: model_index.json naming AudioLDM2Pipeline", tiny=tiny)
+    return _diffusers(m.FAMILY, m.PIPELINES, m.AudioLDM2Adapter, tiny)
 
 
 def _musicgen(name: str) -> Family:
@@ -169,7 +176,7 @@ def recognise(folder: Path) -> Family:
             return spec
     layouts = "; ".join(f"{n}: {family(n).layout}" for n in _FAMILIES)
     raise ModelLoadError(f"{folder} is not a model folder steerbridge knows. It should hold one of: {layouts}. "
-                         "Or name the family with --family.")
+                         "Or name the family: --family FAMILY, or `family = \"FAMILY\"` in a preset's [model].")
 
 
 def adapter_for(model: tp.Any, config: dict[str, tp.Any], *, family_name: str = DEFAULT_FAMILY) -> ModelAdapter:

@@ -5,9 +5,10 @@ A diffusers model folder holds ``model_index.json`` naming the pipeline class
 and one sub-folder per component. Loading here is strict, unlike
 ``DiffusionPipeline.from_pretrained``: each weight-bearing component is built
 from its config and its safetensors are checked key by key (missing,
-unexpected or mis-shaped keys are an error listing them); tokenizers and
-schedulers come from the folder only; nothing is ever downloaded; pickle
-(``.bin``) weights are refused.
+unexpected or mis-shaped keys are an error listing them); a text encoder,
+tokenizer or other stock ``transformers`` part missing from the folder comes
+from the local Hugging Face cache (:mod:`steerbridge.engine.adapters.hf_cache`);
+nothing is ever downloaded; pickle (``.bin``) weights are refused.
 
 ``diffusers`` and ``transformers`` are an optional extra (``pip install
 steerbridge[diffusers]``); they are imported inside functions only.
@@ -28,12 +29,13 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from steerbridge.engine.adapters.hf_cache import component_folder
 from steerbridge.engine.runtime.errors import EngineError, ModelLoadError
 from steerbridge.engine.runtime.loaded import LoadedModel, check_state, fingerprint_of
 from steerbridge.engine.runtime.steering import StepGate
 
-__all__ = ["UniformPrompts", "require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of", "load_pipeline_folder", "loaded_pipeline",
-           "DiffusersAdapter"]
+__all__ = ["UniformPrompts", "require_diffusers", "char_tokenizer", "randomize_zero_inits", "pipeline_class_of",
+           "load_pipeline_folder", "loaded_pipeline", "tiny_pipeline", "dit_sites", "DiffusersAdapter"]
 
 _INSTALL = "pip install 'steerbridge[diffusers]' (diffusers and transformers)"
 
@@ -48,27 +50,26 @@ def require_diffusers() -> tp.Any:
             from exc
 
 
-def char_tokenizer(max_length: int, *, cls: str = "PreTrainedTokenizerFast",
-                   specials: tuple[str, ...] = ("<pad>", "</s>", "<unk>"), **tokens: str) -> tp.Any:
+def char_tokenizer(max_length: int) -> tp.Any:
     """A character-level fast tokenizer built in code, for tiny test pipelines (no vocabulary download).
 
     Every printable character is a token, so any prompt tokenizes, different
     prompts give different ids, and padding to ``max_length`` gives every
-    prompt the same length (which activation patching needs). ``cls`` names the
-    transformers tokenizer class a pipeline checks for (``T5TokenizerFast``...);
-    ``specials`` come first in the vocabulary, ``tokens`` name the special roles.
+    prompt the same length (which activation patching needs). A pipeline that
+    checks its tokenizer's class gets that class's own model instead (see
+    ``audioldm2_tiny``): transformers 5 reloads a named class by rebuilding it.
     """
-    import transformers
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
-    vocab = {s: i for i, s in enumerate(specials)}
+    vocab = {s: i for i, s in enumerate(("<pad>", "</s>", "<unk>"))}
     for ch in string.ascii_lowercase + string.digits + string.punctuation + " \n":
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.normalizer = normalizers.Lowercase()
-    roles = tokens or {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
-    return getattr(transformers, cls)(tokenizer_object=tok, model_max_length=max_length, **roles)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, pad_token="<pad>",
+                                   eos_token="</s>", unk_token="<unk>")
 
 
 def randomize_zero_inits(module: nn.Module, seed: int, *, scale: float = 0.02) -> None:
@@ -159,7 +160,11 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
                              "holds model_index.json and one sub-folder per component") from exc
     cls_name = index.get("_class_name")
     if cls_name not in pipelines:
-        raise ModelLoadError(f"{folder} holds a {cls_name}, not a {' or '.join(pipelines)} ({family})")
+        if isinstance(cls_name, str) and cls_name != "DiffusionPipeline" and hasattr(diffusers, cls_name):
+            raise ModelLoadError(f"{folder} holds a {cls_name}, not a {' or '.join(pipelines)} ({family})")
+        # A class diffusers does not have (a fine-tune's own subclass) or the generic DiffusionPipeline: the
+        # folder does not say its family, so only a named family gets here; build that family's pipeline.
+        cls_name = pipelines[0]
     components: dict[str, tp.Any] = {}
     state: dict[str, torch.Tensor] = {}
     for name, spec in index.items():
@@ -171,12 +176,8 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
         if library is None:
             components[name] = None
             continue
-        sub = folder / name
-        if not sub.is_dir():
-            raise ModelLoadError(f"{folder} has no '{name}/' folder for its {comp_cls}. steerbridge never "
-                                 "downloads: copy the whole model folder (every component listed in "
-                                 "model_index.json, text encoder and tokenizer included) to this machine.")
         cls = _component_class(name, library, comp_cls)
+        sub = component_folder(folder, name, spec, pipeline=cls_name, cls=cls)  # or the local HF cache's
         try:
             if isinstance(cls, type) and issubclass(cls, nn.Module):
                 components[name], part = _build_module(cls, sub, name)
@@ -187,7 +188,11 @@ def load_pipeline_folder(folder: Path, *, family: str, pipelines: tuple[str, ...
             raise
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load component '{name}' ({comp_cls}) from {sub}: {exc}") from exc
-    pipe = getattr(diffusers, cls_name)(**components)
+    try:
+        pipe = getattr(diffusers, cls_name)(**components)
+    except TypeError as exc:  # another family's components (a wrong --family / preset `family`)
+        raise ModelLoadError(f"the components of {folder} ({', '.join(components)}) do not make a {cls_name}, "
+                             f"the pipeline of family '{family}' ({exc}); check the family you named") from exc
     return loaded_pipeline(pipe, family=family, source=str(folder.resolve()), state=state)
 
 
@@ -202,6 +207,22 @@ def loaded_pipeline(pipe: tp.Any, *, family: str, source: str,
     config = {"family": family, "pipeline": type(pipe).__name__,
               "components": {k: type(v).__name__ for k, v in sorted(comps.items()) if v is not None}}
     return LoadedModel(pipe, config, source, fingerprint_of(config, state), family=family)
+
+
+def tiny_pipeline(pipeline: str, *, family: str, **components: tp.Any) -> LoadedModel:
+    """A random-weight diffusers ``pipeline`` from built ``components``, frozen, as ``tiny:<family>``."""
+    pipe = getattr(require_diffusers(), pipeline)(**components)
+    for m in components.values():
+        if isinstance(m, nn.Module):
+            m.eval().requires_grad_(False)
+    return loaded_pipeline(pipe, family=family, source=f"tiny:{family}")
+
+
+def dit_sites(blocks: nn.ModuleList, attn: str, width: int) -> dict[str, tp.Any]:
+    """:class:`DiffusersAdapter` ``slots``/``dims`` of a DiT: ``cross_attn`` is each block's ``attn`` child,
+    ``block`` each block's output, all ``width`` wide."""
+    slots = {"cross_attn": [(b, attn) for b in blocks], "block": [(blocks, str(i)) for i in range(len(blocks))]}
+    return {"slots": slots, "dims": {"cross_attn": width, "block": width}}
 
 
 class UniformPrompts:
@@ -231,6 +252,7 @@ class DiffusersAdapter:
 
     family = ""
     context_kwarg = "encoder_hidden_states"
+    step_end_callback = False  # the pipeline counts steps through callback_on_step_end, not callback=
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any], *, denoiser: nn.Module,
                  slots: dict[str, list[tuple[nn.Module, str]]], dims: dict[str, int | list[int]],
@@ -281,11 +303,45 @@ class DiffusersAdapter:
             raise EngineError(f"this model samples with its pipeline's scheduler ({type(scheduler).__name__}); "
                               f"leave the sampler unset instead of '{sampler}'")
 
-    def _begin(self, *, sampler: str | None, denoiser: tp.Any, cfg: bool, steps: int,
-               on_step: Callable[[int, int], None] | None) -> Callable[[], None]:
-        """Refuse what a pipeline cannot run, then :meth:`_steps` for its CFG batch (2 rows, or 1 without CFG)."""
+    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
+               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
+               denoiser: tp.Any = None) -> torch.Tensor:
+        """Run the pipeline to latents, each step counted by the gate; the family's :meth:`_run` calls it.
+
+        Refuses what a pipeline cannot run; the CFG batch is 2 rows, or 1 when
+        :meth:`_guided` says the pipeline skips guidance.
+        """
         self._no_external(sampler, denoiser, self.pipe.scheduler)
-        return self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        cfg = self._guided(cfg_scale)
+        done = self._steps(rows=2 if cfg else 1, cfg=cfg, steps=steps, on_step=on_step)
+        gen = torch.Generator(device=next(self.parameters()).device).manual_seed(int(seed))
+        if self.step_end_callback:
+            def step_end(_pipe: tp.Any, _i: int, _t: tp.Any, _kw: dict[str, tp.Any]) -> dict[str, tp.Any]:
+                done()
+                return {}
+
+            callback: dict[str, tp.Any] = {"callback_on_step_end": step_end}
+        else:
+            callback = {"callback": lambda *_: done(), "callback_steps": 1}
+        return self._run(cond, float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale, generator=gen,
+                         output_type="latent", **callback)
+
+    def _guided(self, cfg_scale: float) -> bool:
+        """Whether the pipeline batches CFG rows at ``cfg_scale`` (its ``do_classifier_free_guidance``)."""
+        return cfg_scale > 1.0
+
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
+        """Call the pipeline on ``cond`` for ``seconds`` with the shared ``run`` arguments; return the latents."""
+        raise NotImplementedError
+
+    def _text_states(self, text: str, *, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pipeline's text encoder's hidden states and mask for ``text`` padded to ``length`` tokens."""
+        pipe = self.pipe
+        device = next(pipe.text_encoder.parameters()).device
+        ids = pipe.tokenizer(text, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        mask = ids.attention_mask.to(device)
+        with torch.inference_mode():
+            return pipe.text_encoder(ids.input_ids.to(device), attention_mask=mask)[0], mask
 
     def _steps(self, *, rows: int, cfg: bool, steps: int,
                on_step: Callable[[int, int], None] | None) -> Callable[[], None]:

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import math
 import typing as tp
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, char_tokenizer, load_pipeline_folder,
-                                                          loaded_pipeline, pipeline_class_of, randomize_zero_inits,
-                                                          require_diffusers)
+from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, char_tokenizer, dit_sites,
+                                                          randomize_zero_inits, require_diffusers, tiny_pipeline)
 from steerbridge.engine.runtime.errors import EngineError
 from steerbridge.engine.runtime.loaded import LoadedModel
 
-__all__ = ["FAMILY", "PIPELINES", "SaoDiffusersAdapter", "recognises", "load_folder", "build_tiny"]
+__all__ = ["FAMILY", "PIPELINES", "SaoDiffusersAdapter", "build_tiny"]
 
 FAMILY = "sao-diffusers"
 PIPELINES = ("StableAudioPipeline",)
@@ -42,11 +39,7 @@ class SaoDiffusersAdapter(DiffusersAdapter):
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any]) -> None:
         dit = pipe.transformer
-        blocks = list(dit.transformer_blocks)
-        super().__init__(pipe, config, denoiser=dit,
-                         slots={"cross_attn": [(b, "attn2") for b in blocks],
-                                "block": [(dit.transformer_blocks, str(i)) for i in range(len(blocks))]},
-                         dims={"cross_attn": int(dit.inner_dim), "block": int(dit.inner_dim)})
+        super().__init__(pipe, config, denoiser=dit, **dit_sites(dit.transformer_blocks, "attn2", int(dit.inner_dim)))
         self.sample_rate = int(pipe.vae.config.sampling_rate)
         self.channels = int(pipe.vae.config.audio_channels)
         ratio = math.prod(pipe.vae.config.downsampling_ratios)
@@ -54,56 +47,29 @@ class SaoDiffusersAdapter(DiffusersAdapter):
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """T5 hidden states and masks (the pipeline projects them and adds the timing tokens)."""
-        pipe = self.pipe
-        device = next(pipe.text_encoder.parameters()).device
-
-        def t5(text: str) -> tuple[torch.Tensor, torch.Tensor]:
-            ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt")
-            mask = ids.attention_mask.to(device)
-            with torch.inference_mode():
-                states = pipe.text_encoder(ids.input_ids.to(device), attention_mask=mask)[0]
-            return states, mask
-
-        states, mask = t5(prompt)
+        length = self.pipe.tokenizer.model_max_length
+        states, mask = self._text_states(prompt, length=length)
         cond: dict[str, tp.Any] = {"prompt_embeds": states, "attention_mask": mask}
         if negative_prompt:
-            neg, neg_mask = t5(negative_prompt)
+            neg, neg_mask = self._text_states(negative_prompt, length=length)
             # As the pipeline does for a negative prompt: padding tokens become the null embedding.
             cond["negative_prompt_embeds"] = torch.where(neg_mask.bool().unsqueeze(2), neg, 0.0)
             cond["negative_attention_mask"] = neg_mask
         return cond
 
-    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
-               denoiser: tp.Any = None) -> torch.Tensor:
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
         if seconds > self.max_seconds:
             raise EngineError(f"this model renders at most {self.max_seconds:g} s (its transformer's window); "
                               f"asked for {seconds:g} s")
-        pipe = self.pipe
-        cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
-        device = next(self.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(int(seed))
-        out = pipe(prompt_embeds=cond["prompt_embeds"], attention_mask=cond["attention_mask"],
-                   negative_prompt_embeds=cond.get("negative_prompt_embeds"),
-                   negative_attention_mask=cond.get("negative_attention_mask"),
-                   audio_end_in_s=float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale,
-                   generator=gen, output_type="latent", callback=lambda *_: done(), callback_steps=1)
-        return out.audios
+        return self.pipe(prompt_embeds=cond["prompt_embeds"], attention_mask=cond["attention_mask"],
+                         negative_prompt_embeds=cond.get("negative_prompt_embeds"),
+                         negative_attention_mask=cond.get("negative_attention_mask"), audio_end_in_s=seconds,
+                         **run).audios
 
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor:
         with torch.inference_mode():
             audio = self.pipe.vae.decode(latents).sample
         return audio[0, :, : int(seconds * self.sample_rate)].float()  # the pipeline's own crop
-
-
-def recognises(folder: Path) -> bool:
-    return pipeline_class_of(folder) in PIPELINES
-
-
-def load_folder(folder: Path) -> LoadedModel:
-    return load_pipeline_folder(folder, family=FAMILY, pipelines=PIPELINES)
 
 
 def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 2, sample_rate: int = 8000,
@@ -139,9 +105,6 @@ def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 
                                                             sigma_schedule="exponential", solver_order=2,
                                                             prediction_type="v_prediction")
     randomize_zero_inits(transformer, seed)
-    pipe = diffusers.StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
-                                         tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
-    for m in (vae, text_encoder, projection, transformer):
-        m.eval().requires_grad_(False)
-    return loaded_pipeline(pipe, family=FAMILY, source=f"tiny:{FAMILY}")
+    return tiny_pipeline(PIPELINES[0], family=FAMILY, vae=vae, text_encoder=text_encoder, projection_model=projection,
+                         tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
 

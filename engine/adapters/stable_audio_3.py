@@ -1,4 +1,5 @@
-"""Stable Audio 3 through diffusers (``StableAudio3Pipeline`` + ``StableAudio3DiTModel``), the mood-vector study's model.
+"""Stable Audio 3 through diffusers (``StableAudio3Pipeline`` + ``StableAudio3DiTModel``), the mood-vector study's
+model.
 
 Sites, per ``StableAudio3DiTBlock`` of ``pipe.transformer.transformer_blocks``:
 ``cross_attn`` is the block's ``cross_attn`` (over the T5Gemma tokens plus the
@@ -16,17 +17,14 @@ conditional row. Steps are counted by ``callback_on_step_end``.
 from __future__ import annotations
 
 import typing as tp
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, char_tokenizer, load_pipeline_folder,
-                                                          loaded_pipeline, pipeline_class_of, randomize_zero_inits,
-                                                          require_diffusers)
+from steerbridge.engine.adapters.diffusers_common import (DiffusersAdapter, char_tokenizer, dit_sites,
+                                                          randomize_zero_inits, require_diffusers, tiny_pipeline)
 from steerbridge.engine.runtime.loaded import LoadedModel
 
-__all__ = ["FAMILY", "PIPELINES", "StableAudio3Adapter", "recognises", "load_folder", "build_tiny"]
+__all__ = ["FAMILY", "PIPELINES", "StableAudio3Adapter", "build_tiny"]
 
 FAMILY = "sa3"
 PIPELINES = ("StableAudio3Pipeline",)
@@ -35,68 +33,35 @@ PIPELINES = ("StableAudio3Pipeline",)
 class StableAudio3Adapter(DiffusersAdapter):
     family = FAMILY
     context_kwarg = "context"  # StableAudio3DiTBlock calls cross_attn(x, context=..., context_mask=...)
+    step_end_callback = True  # StableAudio3Pipeline has no legacy callback=
 
     def __init__(self, pipe: tp.Any, config: dict[str, tp.Any]) -> None:
         dit = pipe.transformer
-        blocks = list(dit.transformer_blocks)
-        width = int(dit.config.embed_dim)
         super().__init__(pipe, config, denoiser=dit,
-                         slots={"cross_attn": [(b, "cross_attn") for b in blocks],
-                                "block": [(dit.transformer_blocks, str(i)) for i in range(len(blocks))]},
-                         dims={"cross_attn": width, "block": width})
+                         **dit_sites(dit.transformer_blocks, "cross_attn", int(dit.config.embed_dim)))
         self.sample_rate = int(pipe.vae.config.sampling_rate)
         self.channels = int(pipe.vae.config.audio_channels)
 
     def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
         """T5Gemma hidden states and masks, tokenized as the pipeline's ``encode_prompt`` does."""
-        pipe = self.pipe
-        device = next(pipe.text_encoder.parameters()).device
-        length = min(getattr(pipe.tokenizer, "model_max_length", 256), 256)
-
-        def t5gemma(text: str) -> tuple[torch.Tensor, torch.Tensor]:
-            ids = pipe.tokenizer(text, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-            mask = ids.attention_mask.to(device)
-            with torch.inference_mode():
-                return pipe.text_encoder(ids.input_ids.to(device), attention_mask=mask)[0], mask
-
-        states, mask = t5gemma(prompt)
+        length = min(getattr(self.pipe.tokenizer, "model_max_length", 256), 256)
+        states, mask = self._text_states(prompt, length=length)
         cond: dict[str, tp.Any] = {"prompt_embeds": states, "encoder_attention_mask": mask}
         if negative_prompt:
-            cond["negative_prompt_embeds"], cond["negative_encoder_attention_mask"] = t5gemma(negative_prompt)
+            cond["negative_prompt_embeds"], cond["negative_encoder_attention_mask"] = self._text_states(
+                negative_prompt, length=length)
         return cond
 
-    def sample(self, cond: dict[str, tp.Any], *, seed: int, seconds: float, steps: int, cfg_scale: float,
-               sampler: str | None = None, on_step: Callable[[int, int], None] | None = None,
-               denoiser: tp.Any = None) -> torch.Tensor:
-        pipe = self.pipe
-        cfg = cfg_scale > 1.0  # the pipeline's do_classifier_free_guidance
-        done = self._begin(sampler=sampler, denoiser=denoiser, cfg=cfg, steps=steps, on_step=on_step)
-
-        def step_end(_pipe: tp.Any, _i: int, _t: tp.Any, _kw: dict[str, tp.Any]) -> dict[str, tp.Any]:
-            done()
-            return {}
-
-        device = next(self.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(int(seed))
-        out = pipe(prompt_embeds=cond["prompt_embeds"], encoder_attention_mask=cond["encoder_attention_mask"],
-                   negative_prompt_embeds=cond.get("negative_prompt_embeds"),
-                   negative_encoder_attention_mask=cond.get("negative_encoder_attention_mask"),
-                   duration=float(seconds), num_inference_steps=steps, guidance_scale=cfg_scale, generator=gen,
-                   output_type="latent", callback_on_step_end=step_end)
-        return out.audios
+    def _run(self, cond: dict[str, tp.Any], seconds: float, **run: tp.Any) -> torch.Tensor:
+        return self.pipe(prompt_embeds=cond["prompt_embeds"], encoder_attention_mask=cond["encoder_attention_mask"],
+                         negative_prompt_embeds=cond.get("negative_prompt_embeds"),
+                         negative_encoder_attention_mask=cond.get("negative_encoder_attention_mask"),
+                         duration=seconds, **run).audios
 
     def decode(self, latents: torch.Tensor, *, seconds: float) -> torch.Tensor:
         with torch.inference_mode():
             audio = self.pipe.vae.decode(latents).sample
         return audio[0, :, : int(seconds * self.sample_rate)].clamp(-1.0, 1.0).float()  # the pipeline's own trim
-
-
-def recognises(folder: Path) -> bool:
-    return pipeline_class_of(folder) in PIPELINES
-
-
-def load_folder(folder: Path) -> LoadedModel:
-    return load_pipeline_folder(folder, family=FAMILY, pipelines=PIPELINES)
 
 
 def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 2, sample_rate: int = 8000,
@@ -133,8 +98,5 @@ def build_tiny(*, seed: int = 0, width: int = 32, layers: int = 4, heads: int = 
     # The SAME codec zero-initialises its residual outputs: at 0.02 the tiny decoder barely hears its latents
     # (a 0.1 latent change moved the audio by 3e-4), at 0.2 it does (2e-2).
     randomize_zero_inits(vae, seed, scale=0.2)
-    pipe = diffusers.StableAudio3Pipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                          duration_embedder=duration, transformer=transformer, scheduler=scheduler)
-    for m in (vae, text_encoder, duration, transformer):
-        m.eval().requires_grad_(False)
-    return loaded_pipeline(pipe, family=FAMILY, source=f"tiny:{FAMILY}")
+    return tiny_pipeline(PIPELINES[0], family=FAMILY, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                         duration_embedder=duration, transformer=transformer, scheduler=scheduler)

@@ -16,7 +16,31 @@ from pythonosc.udp_client import SimpleUDPClient
 from steerbridge.bridge.live.session import Session, SessionOptions
 from support.waiting import wait_for
 
-__all__ = ["exact_render_after_knob"]
+__all__ = ["exact_render_after_knob", "knob_preset"]
+
+_PRESET = """\
+[model]
+source = "{source}"
+{family}steps = 2
+
+[scene]
+prompt = "test loop with piano"
+seed = 7
+seconds = 0.5
+
+[[knob]]
+name = "mood"
+vector = "mood.safetensors"
+alpha_min = -2.0
+alpha_max = 2.0
+default = 0.5
+stops = 2
+"""
+
+
+def knob_preset(source: str, *, family: str | None = None) -> str:
+    """A preset on ``source`` (and ``family``): one knob "mood" (mood.safetensors beside it), 2 steps, 0.5 s."""
+    return _PRESET.format(source=source, family=f'family = "{family}"\n' if family is not None else "")
 
 
 def exact_render_after_knob(preset: Path, knob: str, value: float, *, loops: Path) -> tuple[str, str, float]:
