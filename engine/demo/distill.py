@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
 import typing as tp
@@ -46,7 +45,7 @@ from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import synthetic_class_gaps
 from steerbridge.engine.demo.follow import prompt_following
 from steerbridge.engine.demo.model import export_model, load_model_folder, no_activation_checkpointing
-from steerbridge.engine.demo.runlog import RunLog, atomic_save
+from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, optimise, rate_line
 
 __all__ = ["DistillConfig", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
 
@@ -193,14 +192,10 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
                      "np_rng": rng.bit_generator.state, "config": dataclasses.asdict(cfg)}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path}")
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    start = last_ckpt = last_eval = time.monotonic()
+    cadence = Cadence(minutes=minutes, checkpoint_minutes=checkpoint_minutes, eval_minutes=eval_minutes)
+    start = cadence.start
     losses: list[float] = []
-    evaluated_at = -1
-    while step < cfg.steps and not stop["now"]:
-        if minutes is not None and time.monotonic() - start > minutes * 60:
-            break
+    while step < cfg.steps and cadence.running():
         texts = [caption(sample_attributes(rng, options=options), rng=rng) for _ in range(cfg.batch)]
         noise = torch.randn(cfg.batch, teacher.io_channels, cfg.frames,
                             generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
@@ -214,30 +209,13 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
             for group in opt.param_groups:
                 group["lr"] = _lr(cfg, step)
             pred = student.model(x, t, cfg_scale=1.0, **student_inputs)
-            loss = torch.nn.functional.mse_loss(pred, v)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
             step += 1
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), student.parameters()):
-                    pe.lerp_(pm, 1 - cfg.ema_decay)
-            losses.append(loss.item())
+            losses.append(optimise(torch.nn.functional.mse_loss(pred, v), opt, params, model=student, ema=ema,
+                                   ema_decay=cfg.ema_decay))
             if step % 10 == 0:
-                rate = len(losses) / max(1e-9, time.monotonic() - start) * 60
-                log(f"step {step}/{cfg.steps} loss {np.mean(losses[-10:]):.4f} lr {_lr(cfg, step):.2e} "
-                    f"{rate:.1f} steps/min (this run)")
-        now = time.monotonic()
-        if now - last_ckpt > checkpoint_minutes * 60:
-            save()
-            last_ckpt = now
-        if now - last_eval > eval_minutes * 60:
-            _eval(ema, cfg, step, out, log, gaps, eval_pairs)
-            last_eval, evaluated_at = time.monotonic(), step
-    save()
-    if evaluated_at != step:
-        _eval(ema, cfg, step, out, log, gaps, eval_pairs)
+                log(rate_line(step, cfg.steps, losses, _lr(cfg, step), start, window=10))
+        cadence.tick(step, save, lambda: _eval(ema, cfg, step, out, log, gaps, eval_pairs))
+    cadence.finish(step, save, lambda: _eval(ema, cfg, step, out, log, gaps, eval_pairs))
 
 
 def main(argv: list[str] | None = None) -> None:

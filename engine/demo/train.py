@@ -29,13 +29,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import functools
 import json
 import math
-import signal
 import sys
 import time
-import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +43,7 @@ from steerbridge.engine.demo.corpus import CorpusOptions
 from steerbridge.engine.demo.data import CorpusCache, build_cache, class_gaps
 from steerbridge.engine.demo.follow import prompt_following
 from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model, no_activation_checkpointing
-from steerbridge.engine.demo.runlog import RunLog, atomic_save
+from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, optimise, rate_line
 
 __all__ = ["TrainConfig", "train", "main"]
 
@@ -166,16 +163,12 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
                       "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg)}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path}")
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    start = last_ckpt = last_eval = time.monotonic()
+    cadence = Cadence(minutes=minutes, checkpoint_minutes=checkpoint_minutes, eval_minutes=eval_minutes)
+    start = cadence.start
     losses: list[float] = []
-    evaluated_at = -1
     n = len(cache.attrs)
     model.train()
-    while step < cfg.steps and not stop["now"]:
-        if minutes is not None and time.monotonic() - start > minutes * 60:
-            break
+    while step < cfg.steps and cadence.running():
         if until_step is not None and step >= until_step:
             break
         idx = np.sort(rng.integers(n, size=cfg.batch))
@@ -196,30 +189,13 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             cond["prompt_pooled"] = (pooled * keep, mask)
             pred = model(xt, t, cond=cond, cfg_dropout_prob=cfg.cfg_dropout)
         loss = torch.nn.functional.mse_loss(pred.float(), noise - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
         step += 1
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        losses.append(loss.item())
+        losses.append(optimise(loss, opt, params, model=model, ema=ema,
+                               ema_decay=min(cfg.ema_decay, (1 + step) / (10 + step))))
         if step % 20 == 0:
-            rate = len(losses) / max(1e-9, time.monotonic() - start) * 60
-            log(f"step {step}/{cfg.steps} loss {np.mean(losses[-20:]):.4f} lr {_lr(cfg, step):.2e} "
-                f"{rate:.1f} steps/min (this run)")
-        now = time.monotonic()
-        if now - last_ckpt > checkpoint_minutes * 60:
-            save()
-            last_ckpt = now
-        if now - last_eval > eval_minutes * 60:
-            _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16)
-            last_eval, evaluated_at = time.monotonic(), step
-    save()
-    if evaluated_at != step:
-        _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16)
+            log(rate_line(step, cfg.steps, losses, _lr(cfg, step), start, window=20))
+        cadence.tick(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16))
+    cadence.finish(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16))
 
 
 def _crop_frames(seconds: float) -> int:
