@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from steerbridge.bridge.engine_link.client import EngineJobError, InProcessClient, JobCancelledError, WorkerClient
@@ -91,7 +92,9 @@ def test_engine_errors_come_back_as_job_errors(inproc: InProcessClient, tmp_path
 
 @pytest.mark.slow
 def test_worker_round_trip_and_restart_after_kill(inproc: InProcessClient) -> None:
-    client = WorkerClient("tiny")
+    # Same torch threads as the in-process render: a float sum split over another thread count
+    # rounds differently (the worker defaults to every core, this process may run with OMP_NUM_THREADS=1).
+    client = WorkerClient("tiny", threads=torch.get_num_threads())
     events: list[object] = []
     client.add_listener(events.append)
     try:
