@@ -178,6 +178,7 @@ def _reextract(sw: _Sweep, preset: tp.Any, knob: str, layers: list[int] | None, 
     from steerbridge.bridge.engine_link.jobs import ExtractJob, JobFailed
     from steerbridge.engine import load_vector
 
+    path = path.resolve()  # the preset resolves a relative vector path against its own folder, not the cwd
     shipped = load_vector(preset.vector_path(knob), model=sw.runner.model)
     meta, extra = shipped.meta, shipped.meta.extra
     path.parent.mkdir(parents=True, exist_ok=True)

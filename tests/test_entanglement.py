@@ -20,6 +20,7 @@ def _script(name: str):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -73,3 +74,18 @@ def test_no_shared_layer_is_reported_as_a_no_op(tmp_path: Path) -> None:
     geo = entangle._geometry(runner, preset, ortho)
     assert geo["noop"] and geo["shared_layers"] == [] and geo["layers"]["0"]["cos_raw"] is None
     assert geo["layers"]["0"]["norm_kept"] == 1.0
+
+
+def test_reextracted_vector_is_found_from_a_relative_output_folder(tmp_path: Path, monkeypatch) -> None:
+    """`--out docs/...` is relative to the cwd, while a preset resolves vector paths against its own folder."""
+    import types
+
+    from steerbridge.bridge.engine_link.worker import JobRunner
+    from steerbridge.bridge.presets.model import load_preset
+
+    entangle = _script("_entangle")
+    monkeypatch.chdir(tmp_path)
+    sw = types.SimpleNamespace(runner=JobRunner("tiny"), log=lambda msg: None)
+    moved, info = entangle._reextract(sw, load_preset(TINY), "tempo", [1], Path("out") / "tempo_at_1.safetensors")
+    assert moved.vector_path("tempo") == tmp_path / "out" / "tempo_at_1.safetensors"
+    assert moved.vector_path("tempo").is_file() and info["layers"] == [1]
