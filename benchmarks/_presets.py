@@ -3,6 +3,10 @@
 Knob i is the shipped preset's knob ``i % n`` (its vector, range, curve and
 stops) renamed ``<name><i // n>`` for the copies, without MIDI/OSC bindings or
 orthogonalisation, so 2, 6, 12 or 16 knobs steer real vectors of the model.
+A copy's range is the original's scaled by ``1 / (1 + i // n / 8)`` (alpha 0
+stays at the same knob position): with the same range its stops would be the
+same renders as the original's, served by the cache, and a scaling benchmark
+such as scene_ready would look cheaper than a preset of distinct knobs.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ def knob_preset(count: int, *, base: str = "demo", steps: int | None = None, sec
     for i in range(count):
         k = shipped.knobs[i % n]
         name = k.name if i < n else f"{k.name}{i // n}"
+        scale = 1.0 / (1.0 + (i // n) / 8.0)
         knobs.append(replace(k, name=name, midi=None, osc=None, orthogonalize_against=(),
-                             vector=str(shipped.vector_path(k))))
+                             vector=str(shipped.vector_path(k)), alpha_min=k.alpha_min * scale,
+                             alpha_max=k.alpha_max * scale))
     preset = replace(shipped, knobs=tuple(knobs),
                      model=replace(shipped.model, steps=steps or shipped.model.steps),
                      scene=replace(shipped.scene, seconds=seconds or shipped.scene.seconds))
