@@ -58,7 +58,7 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     changed = [k for k, w in student.state_dict().items() if not torch.equal(w, teacher.state_dict()[k])]
     assert changed and all(k.startswith("model.") for k in changed)  # only the DiT learns; text and codec stay
     distill(tmp_path, resume=True, **{**opts, "cfg": DistillConfig(**{**cfg.__dict__, "steps": 3})})
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
     export_checkpoint(tmp_path, griffin_lim_iters=16)
     config = json.loads((tmp_path / "export" / "model_config.json").read_text())
     assert config["model"]["pretransform"]["config"]["griffin_lim_iters"] == 16

@@ -28,6 +28,9 @@ KNOWN = {
                                               "read with weights_only=True (tensors only, no pickled code)",
     ("engine/demo/train.py", "torch.load"): "the demo-model trainer resumes from the checkpoint it wrote itself "
                                             "(weights_only=False); never reached by serve/render/extract",
+    ("engine/demo/distill.py", "torch.load"): "the demo-model distiller resumes and exports from the checkpoint it "
+                                              "wrote itself, read with weights_only=True (tensors and plain "
+                                              "containers only); never reached by serve/render/extract",
     ("engine/evaluation/metrics.py", "load_ckpt"): "optional CLAP metric: laion_clap.load_ckpt torch.loads a .pt "
                                                    "file the user names explicitly (LAION-CLAP ships no safetensors)",
 }

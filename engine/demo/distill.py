@@ -1,6 +1,6 @@
 """Distil the demo model: 8 guided Euler steps into 4 unguided ones, one seeded, resumable command.
 
-    python -m steerbridge.engine.demo.distill --out OUT [--teacher FOLDER] [--minutes N] [--resume]
+    python -m steerbridge.engine.demo.distill --teacher TRAIN_OUT/export --out OUT [--minutes N] [--resume]
 
 Why: a render of the trained model is 8 Euler steps, each a DiT pass over two
 rows (classifier-free guidance puts the conditional and the unconditional
@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steerbridge.engine.adapters.sat_source import DEMO_DIR
 from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import synthetic_class_gaps
@@ -52,7 +51,7 @@ __all__ = ["DistillConfig", "distill", "export_checkpoint", "main", "rf_schedule
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
-    teacher: str = str(DEMO_DIR)  # the shipped demo model
+    teacher: str = ""             # the trained (undistilled) model folder: train's OUT/export
     seed: int = 0
     steps: int = 1_500            # optimiser steps
     batch: int = 8                # teacher trajectories per step (each gives student_steps examples)
@@ -137,7 +136,7 @@ def _eval(ema: tp.Any, cfg: DistillConfig, step: int, out: Path, log: RunLog, ga
 
 def export_checkpoint(out: Path, *, griffin_lim_iters: int = 0) -> int:
     """Export ``out/checkpoint.pt``'s EMA student to ``out/export``; return the weights' size in bytes."""
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     cfg = DistillConfig(**ckpt["config"])
     cfg = dataclasses.replace(cfg, griffin_lim_iters=griffin_lim_iters or cfg.griffin_lim_iters)
     student = load_model_folder(Path(cfg.teacher))
@@ -158,7 +157,7 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
     if resume:
         if not ckpt_path.exists():
             sys.exit(f"--resume: no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=True)
         cfg = dataclasses.replace(DistillConfig(**ckpt["config"]), steps=cfg.steps)
     teacher_folder = Path(cfg.teacher)
     if not (teacher_folder / "model.safetensors").exists():
@@ -221,7 +220,9 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, log, export)")
-    ap.add_argument("--teacher", default=DistillConfig.teacher, help="the trained model folder (default: the shipped demo model)")
+    ap.add_argument("--teacher",
+                    help="the trained model folder to distil: `python -m steerbridge.engine.demo.train`'s OUT/export "
+                         "(not the shipped demo model, which is already a distilled student)")
     ap.add_argument("--minutes", type=float, default=None, help="stop (checkpoint + export) after N minutes")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--steps", type=int, default=DistillConfig.steps, help="total optimiser steps")
@@ -244,11 +245,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"exported {export_checkpoint(args.out, griffin_lim_iters=args.griffin_lim_iters) / 1e6:.1f} MB "
               f"to {args.out / 'export'}")
         return
+    if not args.teacher or not (Path(args.teacher) / "model_config.json").is_file():
+        ap.error(f"--teacher {args.teacher or '(missing)'}: give the trained model folder (train's OUT/export, "
+                 "with model_config.json + model.safetensors)")
     config = json.loads((Path(args.teacher) / "model_config.json").read_text())
     hop = config["model"]["pretransform"]["config"]["hop"]
     patch = config["model"]["diffusion"]["config"]["patch_size"]
     frames = int(round(args.seconds * config["sample_rate"] / hop))
-    cfg = DistillConfig(teacher=args.teacher, seed=args.seed, steps=args.steps, batch=args.batch,
+    cfg = DistillConfig(teacher=str(Path(args.teacher).resolve()), seed=args.seed, steps=args.steps, batch=args.batch,
                         frames=frames - frames % patch, lr=args.lr, reuse=args.reuse,
                         griffin_lim_iters=args.griffin_lim_iters)
     distill(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
