@@ -64,3 +64,21 @@ def test_help_of_both_commands_does_not_import_torch():
                 "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert "examples:" in res.stdout and res.stdout.strip().endswith("False"), res.stderr
+
+
+def test_bench_takes_steps_and_cfg_from_the_model_unless_told() -> None:
+    """The distilled demo model says 4 steps without CFG: bench measures it as it is played."""
+    import argparse
+
+    from steerbridge import engine
+    from steerbridge.bridge.cli.bench import _config, _model_defaults
+
+    model = engine.load_model("demo")
+    own = model.adapter.options
+    args = argparse.Namespace(quick=False, concept=[], method=[], alphas=None, no_multi=False, seconds=None,
+                              steps=None, cfg_scale=None, seed=None)
+    cfg = _model_defaults(_config(args), model, args)
+    assert (cfg.steps, cfg.cfg_scale) == (own["steps"], own["cfg_scale"]) == (4, 1.0)
+    told = argparse.Namespace(**{**vars(args), "steps": 6, "cfg_scale": 3.0})
+    cfg = _model_defaults(_config(told), model, told)
+    assert (cfg.steps, cfg.cfg_scale) == (6, 3.0)
