@@ -173,8 +173,6 @@ def _variant(sw: _Sweep, raw: tp.Any, label: str, why: str, raw_result: dict | N
 def _reextract(sw: _Sweep, preset: tp.Any, knob: str, layers: list[int] | None, path: Path) -> tuple[tp.Any, dict]:
     """The knob's vector made again by the engine's CAA from its own prompts and settings, at ``layers``
     (None: all); returns the preset pointing the knob at it and how far it is from the shipped file."""
-    import torch
-
     from steerbridge.bridge.engine_link.jobs import ExtractJob, JobFailed
     from steerbridge.engine import load_vector
 

@@ -30,7 +30,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import sys
 import time
 import typing as tp
@@ -43,8 +42,8 @@ from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import synthetic_class_gaps
 from steerbridge.engine.demo.follow import prompt_following
-from steerbridge.engine.demo.model import export_model, load_model_folder, no_activation_checkpointing
-from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, optimise, rate_line
+from steerbridge.engine.demo.model import export_model, latent_frames, load_model_folder, no_activation_checkpointing
+from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
 
 __all__ = ["DistillConfig", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
 
@@ -105,10 +104,7 @@ def teacher_targets(teacher: tp.Any, inputs: dict[str, tp.Any], noise: torch.Ten
 
 
 def _lr(cfg: DistillConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cosine_lr(step, peak=cfg.lr, warmup=cfg.warmup, total=cfg.steps, floor=0.1)
 
 
 def _student_config(teacher_folder: Path, cfg: DistillConfig) -> dict[str, tp.Any]:
@@ -249,11 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--teacher {args.teacher or '(missing)'}: give the trained model folder (train's OUT/export, "
                  "with model_config.json + model.safetensors)")
     config = json.loads((Path(args.teacher) / "model_config.json").read_text())
-    hop = config["model"]["pretransform"]["config"]["hop"]
-    patch = config["model"]["diffusion"]["config"]["patch_size"]
-    frames = int(round(args.seconds * config["sample_rate"] / hop))
     cfg = DistillConfig(teacher=str(Path(args.teacher).resolve()), seed=args.seed, steps=args.steps, batch=args.batch,
-                        frames=frames - frames % patch, lr=args.lr, reuse=args.reuse,
+                        frames=latent_frames(config, args.seconds), lr=args.lr, reuse=args.reuse,
                         griffin_lim_iters=args.griffin_lim_iters)
     distill(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
             checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes, eval_pairs=args.eval_pairs)

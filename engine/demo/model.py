@@ -28,7 +28,8 @@ from steerbridge.engine.demo import codec as _codec  # noqa: F401  (registers st
 from steerbridge.engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
 from steerbridge.engine.runtime.components import custom_components
 
-__all__ = ["CONFIG_PATH", "build_model", "export_model", "load_model_folder", "no_activation_checkpointing"]
+__all__ = ["CONFIG_PATH", "build_model", "export_model", "latent_frames", "load_model_folder",
+           "no_activation_checkpointing"]
 
 CONFIG_PATH = Path(__file__).with_name("config.json")
 
@@ -71,6 +72,14 @@ def export_model(model: torch.nn.Module, folder: str | os.PathLike[str],
     os.replace(folder / "model_config.json.tmp", folder / "model_config.json")
     load_model_folder(folder)
     return (folder / "model.safetensors").stat().st_size
+
+
+def latent_frames(config: dict[str, tp.Any], seconds: float) -> int:
+    """Latent frames of ``seconds`` of audio for a demo model ``config``, a whole number of DiT patches."""
+    hop = config["model"]["pretransform"]["config"]["hop"]
+    patch = config["model"]["diffusion"]["config"]["patch_size"]
+    frames = int(round(seconds * config["sample_rate"] / hop))
+    return frames - frames % patch
 
 
 def no_activation_checkpointing(model: tp.Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Cadence", "RunLog", "atomic_save", "optimise", "rate_line"]
+__all__ = ["Cadence", "RunLog", "atomic_save", "cosine_lr", "optimise", "rate_line"]
 
 
 def atomic_save(obj: tp.Any, path: Path) -> None:
@@ -31,6 +32,14 @@ class RunLog:
         line = f"{time.strftime('%H:%M:%S')} {msg}"
         print(line, flush=True)
         self.file.write(line + "\n")
+
+
+def cosine_lr(step: int, *, peak: float, warmup: int, total: int, floor: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to ``floor * peak`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def optimise(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], *,

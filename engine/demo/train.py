@@ -30,7 +30,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,9 @@ from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions
 from steerbridge.engine.demo.data import CorpusCache, build_cache, class_gaps
 from steerbridge.engine.demo.follow import prompt_following
-from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model, no_activation_checkpointing
-from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, optimise, rate_line
+from steerbridge.engine.demo.model import (CONFIG_PATH, build_model, export_model, latent_frames,
+                                           no_activation_checkpointing)
+from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
 
 __all__ = ["TrainConfig", "train", "main"]
 
@@ -69,11 +69,7 @@ class TrainConfig:
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    floor = cfg.final_lr_fraction
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cosine_lr(step, peak=cfg.lr, warmup=cfg.warmup, total=cfg.steps, floor=cfg.final_lr_fraction)
 
 
 def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: RunLog, *,
@@ -199,11 +195,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
 
 
 def _crop_frames(seconds: float) -> int:
-    config = json.loads(CONFIG_PATH.read_text())
-    hop = config["model"]["pretransform"]["config"]["hop"]
-    frames = int(round(seconds * config["sample_rate"] / hop))
-    patch = config["model"]["diffusion"]["config"]["patch_size"]
-    return frames - frames % patch
+    return latent_frames(json.loads(CONFIG_PATH.read_text()), seconds)
 
 
 def main(argv: list[str] | None = None) -> None:
