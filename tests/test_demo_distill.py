@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,12 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     student, teacher = load_model_folder(tmp_path / "export"), load_model_folder(DEMO_DIR)
     changed = [k for k, w in student.state_dict().items() if not torch.equal(w, teacher.state_dict()[k])]
     assert changed and all(k.startswith("model.") for k in changed)  # only the DiT learns; text and codec stay
-    distill(tmp_path, resume=True, **{**opts, "cfg": DistillConfig(**{**cfg.__dict__, "steps": 3})})
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    moved = tmp_path / "teacher_moved"  # a teacher folder may move between runs: resume takes the one given
+    shutil.copytree(DEMO_DIR, moved)
+    distill(tmp_path, resume=True, **{**opts, "cfg": DistillConfig(**{**cfg.__dict__, "steps": 3,
+                                                                       "teacher": str(moved)})})
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["config"]["teacher"] == str(moved)
     export_checkpoint(tmp_path, griffin_lim_iters=16)
     config = json.loads((tmp_path / "export" / "model_config.json").read_text())
     assert config["model"]["pretransform"]["config"]["griffin_lim_iters"] == 16

@@ -20,7 +20,10 @@ For each concept in engine/evaluation/concepts.py (the same prompts the benchmar
 
 Writes ``<concept>.safetensors`` per concept and ``layers.json`` (per-layer
 impact / probe accuracy, chosen layers, method, model fingerprint) into the
-output folder. Vector files record the model's fingerprint: a preset must name
+output folder. ``--every-layer CONCEPT`` writes that concept's file at every
+layer instead (the preset's knob then names the chosen ``layers``), so another
+knob can be orthogonalised against it at that knob's own layers: the engine
+orthogonalises only where both vector files have a layer. Vector files record the model's fingerprint: a preset must name
 the same model. The tiny model has random weights, so its vectors carry no
 musical meaning; they exist so tests and the bridge run end to end in seconds.
 """
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-gap", type=float, default=0.5,
                     help="least prompt effect (in concept scale units) for patching to decide")
     ap.add_argument("--pictures", type=Path, help="folder for the heat maps (patching impact, probe accuracy)")
+    ap.add_argument("--every-layer", action="append", default=[], metavar="CONCEPT",
+                    help="write CONCEPT's file at every layer (repeatable): knobs orthogonalised against it then "
+                         "have a shared layer; its own knob names the chosen layers")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")
     ap.add_argument("--cfg-scale", type=float, default=None, help="CFG scale (default: the model's)")
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or defaults.get("steps", 8)
     args.cfg_scale = args.cfg_scale or defaults.get("cfg_scale", 6.0)
     concepts = args.concept or list(DEFAULT_CONCEPTS.get(args.source, DEFAULT_CONCEPTS["demo"]))
+    if unknown := sorted(set(args.every_layer) - set(concepts)):
+        ap.error(f"--every-layer {', '.join(unknown)}: not among the concepts made here ({', '.join(concepts)})")
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"model": model.source, "fingerprint": model.fingerprint, "steps": args.steps,
                     "cfg_scale": args.cfg_scale, "seconds": args.seconds, "concepts": {}}
@@ -118,14 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         chosen = _layers_for(model, concept, args)
         pos, neg = concept.prompts()
+        every = concept.name in args.every_layer
         vector = engine.extract_caa(model, positive=pos, negative=neg, concept=concept.name, site="cross_attn",
-                                    layers=chosen["layers"], seconds=args.seconds, steps=args.steps,
-                                    cfg_scale=args.cfg_scale)
+                                    layers=None if every else chosen["layers"], seconds=args.seconds,
+                                    steps=args.steps, cfg_scale=args.cfg_scale)
         path = out / f"{concept.name}.safetensors"
         engine.save_vector(vector, path)
-        report["concepts"][concept.name] = {**chosen, "file": path.name, "seconds_taken": time.perf_counter() - t0}
+        report["concepts"][concept.name] = {**chosen, "file": path.name, "file_layers": list(vector.layers),
+                                            "seconds_taken": time.perf_counter() - t0}
+        knob = f"; the preset's knob needs layers = {chosen['layers']}" if every else ""
         print(f"{concept.name}: layers {chosen['layers']} by {chosen['method']} -> {path} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+              f"({time.perf_counter() - t0:.0f} s){knob}", flush=True)
     if args.pictures is not None:
         _heatmaps(report, model.num_layers, args.pictures)
     tmp = out / "layers.json.tmp"

@@ -154,7 +154,12 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
         if not ckpt_path.exists():
             sys.exit(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = torch.load(ckpt_path, weights_only=True)
-        cfg = dataclasses.replace(DistillConfig(**ckpt["config"]), steps=cfg.steps)
+        # the stored config wins but for the length and the teacher's place: a teacher folder may move
+        # (the shipped demo model was the teacher's folder before the student replaced it)
+        stored = DistillConfig(**ckpt["config"])
+        if cfg.teacher and Path(cfg.teacher).resolve() != Path(stored.teacher).resolve():
+            log(f"resuming with the teacher at {cfg.teacher} (the checkpoint names {stored.teacher})")
+        cfg = dataclasses.replace(stored, steps=cfg.steps, teacher=cfg.teacher or stored.teacher)
     teacher_folder = Path(cfg.teacher)
     if not (teacher_folder / "model.safetensors").exists():
         sys.exit(f"--teacher {teacher_folder}: no model.safetensors there (give the demo model folder)")

@@ -1,0 +1,53 @@
+"""tools/make_vectors.py --every-layer and tools/choose_steering.py's candidates and rule, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import choose_steering  # noqa: E402
+import make_vectors  # noqa: E402
+
+
+def test_every_layer_writes_the_whole_file_and_records_the_chosen_layers(tmp_path: Path) -> None:
+    from steerbridge import engine
+
+    args = ["--source", "tiny", "--out", str(tmp_path), "--layers", "1", "--seconds", "0.5", "--steps", "2"]
+    assert make_vectors.main([*args, "--concept", "tempo", "--concept", "mood", "--every-layer", "tempo"]) == 0
+    record = json.loads((tmp_path / "layers.json").read_text())
+    model = engine.load_model("tiny")
+    tempo = engine.load_vector(tmp_path / "tempo.safetensors", model=model)
+    mood = engine.load_vector(tmp_path / "mood.safetensors", model=model)
+    assert list(tempo.layers) == list(range(model.num_layers)) == record["concepts"]["tempo"]["file_layers"]
+    assert record["concepts"]["tempo"]["layers"] == [1]  # where its knob steers
+    assert list(mood.layers) == [1] == record["concepts"]["mood"]["file_layers"]
+    with pytest.raises(SystemExit):  # a concept not made here cannot be written at every layer
+        make_vectors.main([*args, "--concept", "mood", "--every-layer", "tempo"])
+
+
+def test_candidates_stay_inside_the_model_and_are_unique() -> None:
+    labels = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 8)]
+    assert labels == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@1,2",
+                      "cross_attn@0,1,2,3,4,5,6,7", "block@0,1"]
+    every = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2)]
+    assert every == ["cross_attn@0,1", "cross_attn@0,1 per-step", "block@0,1"]
+
+
+def _result(lo, shift, second):
+    rec = {"alpha_min": lo, "alpha_max": None if lo is None else 1.0, "shift_units": shift}
+    return {"label": f"{lo}/{shift}", "recommended": rec, "second_rho": second}
+
+
+def test_the_rule_prefers_second_opinion_agreement_then_the_widest_shift() -> None:
+    weak_second = _result(-1.0, 5.0, {"librosa_tempo": 0.3})
+    agreeing = _result(-1.0, 2.0, {"librosa_tempo": 0.85})
+    invalid = _result(None, math.nan, {})
+    assert choose_steering.best([weak_second, agreeing, invalid]) is agreeing
+    assert choose_steering.best([weak_second, _result(-2.0, 3.0, {"librosa_tempo": math.nan})]) is weak_second
+    assert choose_steering.best([invalid]) is None
