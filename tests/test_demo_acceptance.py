@@ -1,4 +1,4 @@
-"""benchmarks/demo_acceptance.py: the --quick smoke run on the tiny preset (~20 s of CPU)."""
+"""benchmarks/demo_acceptance.py: the --quick smoke run on the tiny preset (~20 s of CPU) and its per-knob targets."""
 
 from __future__ import annotations
 
@@ -49,3 +49,23 @@ def test_quick_run_on_the_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "| tempo (gating) |" in (tmp_path / "acceptance.md").read_text()
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "acceptance_pass: False" and "steer_brightness_rho: " in "\n".join(out)
+
+
+def test_each_knob_is_judged_by_its_own_targets() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _targets import STEER_TARGETS, missed_targets
+
+    def knob(name, rho, shift=0.5, second=None, gap=None, within=True):
+        res = {"targets": STEER_TARGETS[name], "rho_mean": rho, "relative_shift": shift, "all_within": within,
+               "second_opinions": {k: {"rho_mean": v} for k, v in (second or {}).items()}}
+        return res if gap is None else {**res, "shift_over_corpus_gap": gap}
+
+    assert missed_targets(knob("density", 0.85, shift=0.01)) == []  # rho >= 0.8 is density's only bar
+    assert missed_targets(knob("brightness", 0.95, shift=0.1)) == ["shift"]
+    assert missed_targets(knob("tempo", 0.95, second={"librosa_tempo": 0.5})) == ["second opinion rho"]
+    assert missed_targets(knob("tempo", 0.95)) == ["second opinion rho"]  # not measured: not met
+    assert missed_targets(knob("mood", 0.92, second={"transcribed_mode": 0.95}, gap=0.3)) == ["half the corpus gap"]
+    assert missed_targets(knob("mood", 0.92, second={"transcribed_mode": 0.95}, gap=0.6)) == []
+    assert missed_targets(knob("drums", math.nan, within=False)) == ["rho", "distance"]
