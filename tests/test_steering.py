@@ -193,6 +193,8 @@ def test_multi_concept_one_to_all_orthogonalize_and_norm_units(tiny):
     ortho = site_offsets(Steering((SteeringTerm(a, 1.0, layers=(1,), orthogonalize_against=(b,)),)),
                          site="cross_attn", num_layers=tiny.num_layers, dim=d)
     assert abs(float(ortho[1][0] @ b.tensor(1))) < 1e-4
+    with pytest.raises(EngineError, match="same site"):  # same width, another space: refused, not applied
+        SteeringTerm(a, 1.0, orthogonalize_against=(make_vector(tiny, site="block", layers=(1,), concept="blk"),))
     # norm units: offset length = alpha * site norm
     normed = site_offsets(Steering((SteeringTerm(a, 0.5),), alpha_units="norm"),
                           site="cross_attn", num_layers=tiny.num_layers, dim=d)

@@ -51,3 +51,19 @@ def test_the_rule_prefers_second_opinion_agreement_then_the_widest_shift() -> No
     assert choose_steering.best([weak_second, agreeing, invalid]) is agreeing
     assert choose_steering.best([weak_second, _result(-2.0, 3.0, {"librosa_tempo": math.nan})]) is weak_second
     assert choose_steering.best([invalid]) is None
+
+
+def test_with_a_second_opinion_the_range_both_descriptors_follow_wins() -> None:
+    """Two descriptors (mood: mode score and basic-pitch): the range is the one whose lower rho is highest."""
+    grid = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    rising = [[0.0, 1.0, 2.0, 3.0, 4.0]] * 2
+    scores = {"grid": grid, "descriptors": rising, "distance_over_swap": [[0.5, 0.3, 0.0, 0.3, 0.5]] * 2,
+              "second_opinions": {"transcribed_mode": [[0.0, 1.0, 2.0, 1.0, 0.0]] * 2}}  # follows only below 0
+    pick = choose_steering.agreed_range(scores, scale=1.0)
+    assert (pick["alpha_min"], pick["alpha_max"]) == (-2.0, 0.0) and pick["lower_rho"] == 1.0
+    scores["distance_over_swap"] = [[2.0, 2.0, 0.0, 0.3, 0.5]] * 2  # the left side leaves the distance
+    pick = choose_steering.agreed_range(scores, scale=1.0)
+    assert pick["alpha_min"] == 0.0 and pick["lower_rho"] < 0  # the best left is an honest disagreement
+    a = {"label": "a", "recommended": {"alpha_min": 0.0, "shift_units": 5.0, "lower_rho": 0.3}, "second_rho": {}}
+    b = {"label": "b", "recommended": {"alpha_min": 0.0, "shift_units": 1.0, "lower_rho": 0.8}, "second_rho": {}}
+    assert choose_steering.best([a, b]) is b

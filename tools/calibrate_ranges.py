@@ -41,7 +41,7 @@ def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
             "prompt_swap_distance": sw["cutoff"]}
 
 
-def choose(scores: dict, scale: float) -> dict:
+def choose(scores: dict, scale: float, min_rho: float = 0.9) -> dict:
     grid = np.array(scores["grid"])
     vals, ratios = np.array(scores["descriptors"]), np.array(scores["distance_over_swap"])
     zero = int(np.argmin(np.abs(grid)))
@@ -54,10 +54,11 @@ def choose(scores: dict, scale: float) -> dict:
             rho = float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
             shift = float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)
             cand = {"alpha_min": float(grid[lo]), "alpha_max": float(grid[hi]), "rho": rho, "shift_units": shift}
-            if math.isfinite(rho) and rho >= 0.9 and (best is None or shift > best["shift_units"]):
+            if math.isfinite(rho) and rho >= min_rho and (best is None or shift > best["shift_units"]):
                 best = cand
     return best or {"alpha_min": None, "alpha_max": None,
-                    "why": "no interval of >= 3 grid points stays within the prompt-swap distance with rho >= 0.9"}
+                    "why": f"no interval of >= 3 grid points stays within the prompt-swap distance with "
+                           f"rho >= {min_rho:g}"}
 
 
 def main(argv: list[str] | None = None) -> int:

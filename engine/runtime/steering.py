@@ -50,6 +50,14 @@ class SteeringTerm:
     one_to_all: int | None = None  # inject this layer's direction at every layer in `layers`
     orthogonalize_against: tuple[ConceptVector, ...] = ()
 
+    def __post_init__(self) -> None:
+        # a block output and a cross-attention output are different spaces of the same width: removing one's
+        # direction from the other would pass every width check and still mean nothing
+        if other := [o for o in self.orthogonalize_against if o.site != self.vector.site]:
+            raise VectorMismatchError(
+                f"cannot orthogonalise '{self.vector.concept}' (site {self.vector.site}) against "
+                f"{', '.join(f'{o.concept} (site {o.site})' for o in other)}: extract both at the same site")
+
     def target_layers(self) -> tuple[int, ...]:
         return tuple(self.layers) if self.layers is not None else self.vector.layers
 
