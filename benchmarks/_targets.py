@@ -8,8 +8,8 @@ import typing as tp
 __all__ = ["FOLLOW", "STEER", "STEER_TARGETS", "SPEED", "missed_targets"]
 
 FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
-STEER = {"rho": 0.9, "relative_shift": 0.30}  # a knob issue 13 names no targets for
-# issue 13's targets per knob (every render within the prompt-swap distance, always): rho >= 0.9 and >= 30 %
+STEER = {"rho": 0.9, "relative_shift": 0.30}  # a knob the demo model's targets do not name
+# the demo model's targets per knob (every render within the prompt-swap distance, always): rho >= 0.9 and >= 30 %
 # shift for brightness and tempo (tempo: by librosa's estimate too); mood rho >= 0.9 by the mode score and by
 # basic-pitch, shifting at least half the corpus' major-minor gap; rho >= 0.8 for instrument, drums, density
 STEER_TARGETS: dict[str, dict[str, float]] = {
@@ -18,7 +18,7 @@ STEER_TARGETS: dict[str, dict[str, float]] = {
     "mood": {"rho": 0.9, "second_rho": 0.9, "shift_over_corpus_gap": 0.5},
     "instrument": {"rho": 0.8}, "drums": {"rho": 0.8}, "density": {"rho": 0.8},
 }
-SPEED = {"seconds": 4.0, "max_render_s": 0.35}  # issue 13: a 4 s loop in <= 0.35 s on the 2-core CPU
+SPEED = {"seconds": 4.0, "max_render_s": 0.35}  # a 4 s loop in <= 0.35 s on the 2-core CPU
 
 
 def missed_targets(res: dict) -> list[str]:

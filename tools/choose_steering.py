@@ -15,10 +15,11 @@ drums and density, as in benchmarks/_targets.py) moves the concept's
 descriptor furthest. A concept judged by two descriptors (tempo: onset rate
 and librosa's estimate; mood: the mode score and basic-pitch's major/minor)
 must satisfy both, so for it the range and the candidate are those whose
-lower rho of the two is highest (then the widest shift). ``--site cross_attn`` keeps a concept on the site of the
-vectors its knob is orthogonalised against (the engine refuses to mix sites);
-``--reuse-report`` judges the sweeps of an earlier report again (after a rule
-changed) and extracts only the winners.
+lower rho of the two is highest (then the widest shift).
+``--site cross_attn`` keeps a concept on the site of the vectors its knob is
+orthogonalised against (the engine refuses to mix sites); ``--reuse-report``
+judges the sweeps of an earlier report again (after a rule changed) and
+extracts only the winners.
 
 The winner's file replaces ``<vectors>/<concept>.safetensors`` (written
 atomically) and its record in ``layers.json`` says what was chosen and why;
@@ -50,7 +51,6 @@ from _targets import STEER, STEER_TARGETS  # noqa: E402
 
 from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
 
-SECOND_RHO = 0.8
 
 
 def candidates(chosen: list[int], n_layers: int) -> list[dict]:
@@ -129,14 +129,12 @@ def judge(scores: dict, concept) -> dict:
 
 
 def best(results: list[dict]) -> dict | None:
-    """The candidate moving the descriptor furthest within a valid range, preferring second-opinion agreement
-    (with a second opinion: the highest lower rho of the two descriptors first)."""
+    """The candidate whose valid range moves the descriptor furthest; for a concept with a second opinion,
+    the one whose lower rho of the two descriptors is highest first."""
     valid = [r for r in results if r["recommended"].get("alpha_min") is not None]
-    if any("lower_rho" in r["recommended"] for r in valid):
-        return max(valid, key=lambda r: (round(r["recommended"]["lower_rho"], 2), r["recommended"]["shift_units"]))
-    agreeing = [r for r in valid if all(math.isfinite(v) and v >= SECOND_RHO for v in r["second_rho"].values())]
-    pool = agreeing or valid
-    return max(pool, key=lambda r: r["recommended"]["shift_units"]) if pool else None
+    if not valid:
+        return None
+    return max(valid, key=lambda r: (round(r["recommended"].get("lower_rho", 0.0), 2), r["recommended"]["shift_units"]))
 
 
 def preset_text(source: str, model, vector: Path, name: str) -> str:
@@ -153,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vectors", type=Path, default=ROOT / "presets" / "vectors" / "demo",
                     help="folder with layers.json (tools/make_vectors.py's); winners are written here")
     ap.add_argument("--concept", action="append", default=[], help="concept (repeatable; default: all in layers.json)")
-    ap.add_argument("--grid", default="-8,-6,-4,-3,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,3,4,6,8", help="alphas to try")
+    ap.add_argument("--grid", default="-8,-6,-4,-3,-2,-1,-0.5,0,0.5,1,1.5,2,3,4,6,8", help="alphas to try")
     ap.add_argument("--seed", type=int, default=1234, help="the calibration seed (the demo preset's scene seed)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--report", type=Path, help="folder for steering_choice.json (default: --vectors)")
