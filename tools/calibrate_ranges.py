@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import sys
+import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +42,34 @@ def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
             "prompt_swap_distance": sw["cutoff"]}
 
 
-def choose(scores: dict, scale: float, min_rho: float = 0.9) -> dict:
+def mean_rho(grid: np.ndarray, rows: tp.Sequence, lo: int, hi: int) -> float:
+    """Mean per-prompt Spearman rho of ``rows`` against the grid over points lo..hi (nan if none is defined)."""
+    rhos = [acc.spearman(grid[lo:hi + 1], np.asarray(r)[lo:hi + 1]) for r in rows]
+    return float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
+
+
+def ranges(scores: dict, scale: float) -> tp.Iterator[dict]:
+    """Every interval of >= 3 grid points around alpha 0 whose renders all stay within the prompt-swap
+    distance, with its grid indices, mean rho and shift (in concept scale units)."""
     grid = np.array(scores["grid"])
     vals, ratios = np.array(scores["descriptors"]), np.array(scores["distance_over_swap"])
     zero = int(np.argmin(np.abs(grid)))
-    best = None
     for lo in range(0, zero + 1):
         for hi in range(zero, len(grid)):
             if hi - lo < 2 or ratios[:, lo:hi + 1].max() > 1.0:
                 continue
-            rhos = [acc.spearman(grid[lo:hi + 1], row[lo:hi + 1]) for row in vals]
-            rho = float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
-            shift = float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)
-            cand = {"alpha_min": float(grid[lo]), "alpha_max": float(grid[hi]), "rho": rho, "shift_units": shift}
-            if math.isfinite(rho) and rho >= min_rho and (best is None or shift > best["shift_units"]):
-                best = cand
+            yield {"lo": lo, "hi": hi, "alpha_min": float(grid[lo]), "alpha_max": float(grid[hi]),
+                   "rho": mean_rho(grid, vals, lo, hi),
+                   "shift_units": float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)}
+
+
+def choose(scores: dict, scale: float, min_rho: float = 0.9) -> dict:
+    best = None
+    for cand in ranges(scores, scale):
+        rho, shift = cand.pop("rho"), cand["shift_units"]
+        del cand["lo"], cand["hi"]
+        if math.isfinite(rho) and rho >= min_rho and (best is None or shift > best["shift_units"]):
+            best = {"alpha_min": cand["alpha_min"], "alpha_max": cand["alpha_max"], "rho": rho, "shift_units": shift}
     return best or {"alpha_min": None, "alpha_max": None,
                     "why": f"no interval of >= 3 grid points stays within the prompt-swap distance with "
                            f"rho >= {min_rho:g}"}

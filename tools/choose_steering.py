@@ -85,30 +85,18 @@ def sweep_scores(runner, preset, concept, grid, args) -> dict:
             "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]]}
 
 
-def _mean_rho(grid: np.ndarray, rows: list, lo: int, hi: int) -> float:
-    rhos = [acc.spearman(grid[lo:hi + 1], np.array(r)[lo:hi + 1]) for r in rows]
-    return float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
-
-
 def agreed_range(scores: dict, scale: float) -> dict:
-    """For a concept judged by two descriptors: the range (>= 3 grid points around 0, every render within the
-    prompt-swap distance, moving the descriptor up) whose *lower* rho of the two is highest; then the widest."""
-    g, vals = np.array(scores["grid"]), np.array(scores["descriptors"])
-    ratios, zero = np.array(scores["distance_over_swap"]), int(np.argmin(np.abs(np.array(scores["grid"]))))
-    best = None
-    for lo in range(0, zero + 1):
-        for hi in range(zero + 2 if lo == zero else zero, len(g)):
-            if hi - lo < 2 or ratios[:, lo:hi + 1].max() > 1.0:
-                continue
-            shift = float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)
-            rho = _mean_rho(g, scores["descriptors"], lo, hi)
-            agree = min([rho] + [_mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
-            if shift <= 0 or not math.isfinite(agree):
-                continue
-            key = (round(agree, 2), shift)
-            if best is None or key > best[0]:
-                best = (key, {"alpha_min": float(g[lo]), "alpha_max": float(g[hi]), "rho": rho, "shift_units": shift,
-                              "lower_rho": agree})
+    """For a concept judged by two descriptors: the range (calibrate_ranges' valid intervals, moving the
+    descriptor up) whose *lower* rho of the two is highest; then the widest."""
+    g, best = np.array(scores["grid"]), None
+    for cand in cal.ranges(scores, scale):
+        lo, hi = cand.pop("lo"), cand.pop("hi")
+        agree = min([cand["rho"]] + [cal.mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
+        if cand["shift_units"] <= 0 or not math.isfinite(agree):
+            continue
+        key = (round(agree, 2), cand["shift_units"])
+        if best is None or key > best[0]:
+            best = (key, {**cand, "lower_rho": agree})
     return best[1] if best else {"alpha_min": None, "alpha_max": None,
                                  "why": "no interval of >= 3 grid points within the prompt-swap distance moves it up"}
 
@@ -124,7 +112,7 @@ def judge(scores: dict, concept) -> dict:
     if pick.get("alpha_min") is not None:
         g = np.array(scores["grid"])
         lo, hi = int(np.flatnonzero(g == pick["alpha_min"])[0]), int(np.flatnonzero(g == pick["alpha_max"])[0])
-        second = {name: _mean_rho(g, rows, lo, hi) for name, rows in scores["second_opinions"].items()}
+        second = {name: cal.mean_rho(g, rows, lo, hi) for name, rows in scores["second_opinions"].items()}
     return {**scores, "recommended": pick, "second_rho": second}
 
 
