@@ -121,8 +121,9 @@ def entangle_markdown(e: dict) -> list[str]:
         return lines + [f"Skipped: {e['skipped']}.", ""]
     a, c = e["alphas"], e["coupling"]
     lines += [f"Coupled corpus: mood_tempo_coupling {c['mood_tempo_coupling']:g} ({c['source']}). Mood knob at "
-              f"{len(a)} alphas in [{a[0]:g}, {a[-1]:g}], prompts {e['prompts']}, seed {e['seed']}, "
-              f"{e['seconds']:g} s renders, other knobs at 0. Shifts: prompt mean at alpha_max minus at alpha_min.",
+              f"{len(a)} alphas in [{a[0]:g}, {a[-1]:g}], prompts {e['prompts']}, seeds {e['seeds']}, "
+              f"{e['seconds']:g} s renders, other knobs at 0. Shifts: the mean over prompts and seeds at "
+              f"alpha_max minus at alpha_min.",
               ""]
     rows, ratios = [], []
     for name, v in e["variants"].items():

@@ -289,7 +289,8 @@ def speed_part(runner: JobRunner, preset: Preset, args: argparse.Namespace, *, s
 # --- 4. entanglement (benchmarks/_entangle.py) -------------------------------------------------------
 def entangle(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
     alphas = sweep_alphas(preset.knob("mood"), args.alphas) if "mood" in preset.knob_names() else []
-    return entangle_part(runner, preset, prompts=args.prompts, alphas=alphas, seed=args.seed, seconds=args.seconds,
+    seeds = [args.seed + i for i in range(args.entangle_seeds)]
+    return entangle_part(runner, preset, prompts=args.prompts, alphas=alphas, seeds=seeds, seconds=args.seconds,
                          out=args.out, render=render, describe=second_opinion, log=log)
 
 
@@ -327,13 +328,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tonal-clips", type=int, default=12, help="held-out captions for tonal clarity (0: skip)")
     ap.add_argument("--skip-follow", action="store_true", help="skip part 1 (prompt following)")
     ap.add_argument("--skip-entangle", action="store_true", help="skip part 4 (entanglement)")
+    ap.add_argument("--entangle-seeds", type=int, default=None, help="seeds of part 4, from --seed up (default 3; --quick: 1)")
     ap.add_argument("--quick", action="store_true", help="smoke-run sizes: 2 pairs, 40 gap clips, 2 prompts, "
                                                          "1 s steering renders, 1 timed render, 1 thread")
     args = ap.parse_args(argv)
     if args.quick:
         args.pairs, args.gap_clips, args.prompts, args.tonal_clips = 2, 40, args.prompts[:2], 0
         args.seconds, args.repeats, args.threads = 1.0, 1, args.threads or 1
-    args.prompts = tuple(args.prompts)
+        args.entangle_seeds = args.entangle_seeds or 1
+    args.prompts, args.entangle_seeds = tuple(args.prompts), args.entangle_seeds or 3
     args.command = shlex.join(["benchmarks/demo_acceptance.py", *(sys.argv[1:] if argv is None else argv)])
     return args
 

@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--prompts", nargs="+", default=list(HELD_OUT_BASES),
                     help="neutral prompts (default: the acceptance's held-out bases)")
     ap.add_argument("--seed", type=int, default=acc.HELD_OUT_SEED,
-                    help=f"seed of every render (default {acc.HELD_OUT_SEED}, the acceptance's held-out seed)")
+                    help=f"first seed (default {acc.HELD_OUT_SEED}, the acceptance's held-out seed)")
+    ap.add_argument("--entangle-seeds", type=int, default=None, help="seeds, from --seed up (default 3; --quick: 1)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the renders")
     ap.add_argument("--alphas", type=int, default=7, help="alphas evenly across the mood knob's range")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; --quick: 1)")
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--alphas {args.alphas}: a sweep needs at least 2 alphas (the ends of the range)")
     if args.quick:
         args.prompts, args.seconds, args.threads = args.prompts[:2], 1.0, args.threads or 1
-    args.prompts = tuple(args.prompts)
+        args.entangle_seeds = args.entangle_seeds or 1
+    args.prompts, args.entangle_seeds = tuple(args.prompts), args.entangle_seeds or 3
     args.command = shlex.join(["benchmarks/demo_entanglement.py", *(sys.argv[1:] if argv is None else argv)])
     return args
 

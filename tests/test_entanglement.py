@@ -27,11 +27,13 @@ def _script(name: str):
 
 @pytest.mark.slow
 def test_entanglement_on_the_tiny_preset(tmp_path: Path) -> None:
-    # 1 prompt, 3 alphas, 1 s renders: 5 renders in all (the part's own default is 7 alphas)
+    # 1 prompt x 2 seeds, 3 alphas, 1 s renders: 10 renders in all (the part's own default is 7 alphas, 3 seeds)
     assert _script("demo_entanglement").main(["--preset", str(TINY), "--quick", "--prompts", "keys track",
-                                              "--alphas", "3", "--out", str(tmp_path)]) == 0
+                                              "--alphas", "3", "--entangle-seeds", "2", "--seed", "7",
+                                              "--out", str(tmp_path)]) == 0
     e = json.loads((tmp_path / "entangle.json").read_text())["entangle"]
     assert e["alphas"] == [-4.0, 0.0, 4.0] and e["coupling"]["mood_tempo_coupling"] == 0.4
+    assert e["seeds"] == [7, 8] and e["renders"] == 10
     v = e["variants"]["preset"]
     assert list(e["variants"]) == ["preset"]  # tiny's mood and tempo share every layer: no extra variants
     assert not v["noop"] and v["shared_layers"] == [0, 1, 2, 3]
@@ -42,8 +44,9 @@ def test_entanglement_on_the_tiny_preset(tmp_path: Path) -> None:
         assert abs(x["cos_applied"]) < 1e-5 and 0.0 < x["norm_kept"] <= 1.0 + 1e-6
     raw, ortho = v["vectors"]["raw"], v["vectors"]["orthogonalised"]
     for d in ("mode_score", "transcribed_mode", "onset_rate", "librosa_tempo"):
-        assert len(raw[d]["values"]) == 1 and len(raw[d]["values"][0]) == 3
-        assert raw[d]["values"][0][1] == ortho[d]["values"][0][1]  # alpha 0: the same reference render
+        assert len(raw[d]["values"]) == 2 and all(len(row) == 3 for row in raw[d]["values"])  # a row per seed
+        for r, o in zip(raw[d]["values"], ortho[d]["values"]):
+            assert r[1] == o[1]  # alpha 0: the same reference render
     for d in ("mode_score", "onset_rate"):  # the package's own descriptors: always finite
         assert math.isclose(raw[d]["shift"], raw[d]["mean"][-1] - raw[d]["mean"][0])
     assert raw["onset_rate"]["values"] != ortho["onset_rate"]["values"] or raw["mode_score"]["values"] != \

@@ -48,31 +48,31 @@ def mean_rho(grid: np.ndarray, rows: tp.Sequence, lo: int, hi: int) -> float:
     return float(np.nanmean(rhos)) if any(math.isfinite(r) for r in rhos) else math.nan
 
 
-def ranges(scores: dict, scale: float) -> tp.Iterator[dict]:
-    """Every interval of >= 3 grid points around alpha 0 whose renders all stay within the prompt-swap
-    distance, with its grid indices, mean rho and shift (in concept scale units)."""
+def ranges(scores: dict, scale: float, max_distance: float = 1.0) -> tp.Iterator[dict]:
+    """Every interval of >= 3 grid points around alpha 0 whose renders all stay within ``max_distance``
+    times the prompt-swap distance, with its grid indices, mean rho and shift (in concept scale units)."""
     grid = np.array(scores["grid"])
     vals, ratios = np.array(scores["descriptors"]), np.array(scores["distance_over_swap"])
     zero = int(np.argmin(np.abs(grid)))
     for lo in range(0, zero + 1):
         for hi in range(zero, len(grid)):
-            if hi - lo < 2 or ratios[:, lo:hi + 1].max() > 1.0:
+            if hi - lo < 2 or ratios[:, lo:hi + 1].max() > max_distance:
                 continue
             yield {"lo": lo, "hi": hi, "alpha_min": float(grid[lo]), "alpha_max": float(grid[hi]),
                    "rho": mean_rho(grid, vals, lo, hi),
                    "shift_units": float((vals[:, hi].mean() - vals[:, lo].mean()) / scale)}
 
 
-def choose(scores: dict, scale: float, min_rho: float = 0.9) -> dict:
+def choose(scores: dict, scale: float, min_rho: float = 0.9, max_distance: float = 1.0) -> dict:
     best = None
-    for cand in ranges(scores, scale):
+    for cand in ranges(scores, scale, max_distance):
         rho, shift = cand.pop("rho"), cand["shift_units"]
         del cand["lo"], cand["hi"]
         if math.isfinite(rho) and rho >= min_rho and (best is None or shift > best["shift_units"]):
             best = {"alpha_min": cand["alpha_min"], "alpha_max": cand["alpha_max"], "rho": rho, "shift_units": shift}
     return best or {"alpha_min": None, "alpha_max": None,
-                    "why": f"no interval of >= 3 grid points stays within the prompt-swap distance with "
-                           f"rho >= {min_rho:g}"}
+                    "why": f"no interval of >= 3 grid points stays within {max_distance:g} x the prompt-swap "
+                           f"distance with rho >= {min_rho:g}"}
 
 
 def main(argv: list[str] | None = None) -> int:

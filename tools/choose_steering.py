@@ -9,10 +9,11 @@ in ``layers.json`` (the chosen window; the same window recorded per diffusion
 step; the window's neighbours; every layer; the block output instead of the
 cross-attention output), sweeps each over an alpha grid on the calibration
 prompts and seed exactly as tools/calibrate_ranges.py does, and keeps the
-candidate whose best range (every render within the prompt-swap distance,
-Spearman rho at least the concept's target: 0.9, or 0.8 for instrument,
-drums and density, as in benchmarks/_targets.py) moves the concept's
-descriptor furthest. A concept judged by two descriptors (tempo: onset rate
+candidate whose best range (every render within ``--max-distance``, 0.8,
+times the prompt-swap distance: a margin, because unseen prompts go further
+than the four calibration ones; Spearman rho at least the concept's target:
+0.9, or 0.8 for instrument, drums and density, as in benchmarks/_targets.py)
+moves the concept's descriptor furthest. A concept judged by two descriptors (tempo: onset rate
 and librosa's estimate; mood: the mode score and basic-pitch's major/minor)
 must satisfy both, so for it the range and the candidate are those whose
 lower rho of the two is highest (then the widest shift).
@@ -85,11 +86,11 @@ def sweep_scores(runner, preset, concept, grid, args) -> dict:
             "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]]}
 
 
-def agreed_range(scores: dict, scale: float) -> dict:
+def agreed_range(scores: dict, scale: float, max_distance: float = 1.0) -> dict:
     """For a concept judged by two descriptors: the range (calibrate_ranges' valid intervals, moving the
     descriptor up) whose *lower* rho of the two is highest; then the widest."""
     g, best = np.array(scores["grid"]), None
-    for cand in cal.ranges(scores, scale):
+    for cand in cal.ranges(scores, scale, max_distance):
         lo, hi = cand.pop("lo"), cand.pop("hi")
         agree = min([cand["rho"]] + [cal.mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
         if cand["shift_units"] <= 0 or not math.isfinite(agree):
@@ -98,16 +99,18 @@ def agreed_range(scores: dict, scale: float) -> dict:
         if best is None or key > best[0]:
             best = (key, {**cand, "lower_rho": agree})
     return best[1] if best else {"alpha_min": None, "alpha_max": None,
-                                 "why": "no interval of >= 3 grid points within the prompt-swap distance moves it up"}
+                                 "why": f"no interval of >= 3 grid points within {max_distance:g} x the prompt-swap "
+                                        "distance moves it up"}
 
 
-def judge(scores: dict, concept) -> dict:
+def judge(scores: dict, concept, max_distance: float = 1.0) -> dict:
     """The range rule (calibrate_ranges' at the concept's target rho; with a second opinion, the range both
     descriptors follow best), plus the second opinions' rho inside the range."""
     if scores["second_opinions"]:
-        pick = agreed_range(scores, concept.scale)
+        pick = agreed_range(scores, concept.scale, max_distance)
     else:
-        pick = cal.choose(scores, concept.scale, min_rho=STEER_TARGETS.get(concept.name, STEER)["rho"])
+        pick = cal.choose(scores, concept.scale, min_rho=STEER_TARGETS.get(concept.name, STEER)["rho"],
+                          max_distance=max_distance)
     second = {}
     if pick.get("alpha_min") is not None:
         g = np.array(scores["grid"])
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", default="-8,-6,-4,-3,-2,-1,-0.5,0,0.5,1,1.5,2,3,4,6,8", help="alphas to try")
     ap.add_argument("--seed", type=int, default=1234, help="the calibration seed (the demo preset's scene seed)")
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--max-distance", type=float, default=0.8, metavar="X",
+                    help="a range's renders stay within X times the prompt-swap distance on the calibration prompts "
+                         "(default 0.8: other prompts go further than these four; 1.0 is the acceptance's own line)")
     ap.add_argument("--report", type=Path, help="folder for steering_choice.json (default: --vectors)")
     ap.add_argument("--site", help="try only candidates on this site (e.g. cross_attn, to match the vectors a knob is "
                                    "orthogonalised against)")
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = sorted({float(a) for a in args.grid.split(",")} | {0.0})
     source = args.source if args.source in ("demo", "tiny") else str(Path(args.source).resolve())
     report = {"model": model.source, "fingerprint": model.fingerprint, "seed": args.seed, "grid": grid,
+              "max_distance": args.max_distance,
               "prompts": list(EXTRACT_BASES), "rule": __doc__.split("\n\n")[1], "concepts": {}}
     sweep_args = argparse.Namespace(prompts=tuple(EXTRACT_BASES), seed=args.seed, seconds=args.seconds, source=None)
     earlier = {}
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     sweep_args.preset = preset_path
                     preset, runner = acc.open_runner(sweep_args)
                     scores = sweep_scores(runner, preset, concept, grid, sweep_args)
-                res = {**cand, "label": label(cand), "file": path, **judge(scores, concept),
+                res = {**cand, "label": label(cand), "file": path, **judge(scores, concept, args.max_distance),
                        "seconds_taken": time.perf_counter() - t0}
                 if args.site and cand["site"] != args.site:
                     res["excluded"] = f"--site {args.site}"
