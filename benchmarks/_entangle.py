@@ -56,7 +56,8 @@ class _Sweep:
     render: tp.Callable[[tp.Any, tp.Any], tp.Any]  # (runner, job) -> RenderResult
     describe: tp.Callable[[str, np.ndarray, int], float]  # (descriptor, audio, sr) -> value, nan if unavailable
     log: tp.Callable[[str], None]
-    refs: dict[tuple[str, int], dict[str, float]] = dataclasses.field(default_factory=dict)  # (prompt, seed) -> descriptor -> value
+    # (prompt, seed) -> descriptor -> value of the alpha = 0 render
+    refs: dict[tuple[str, int], dict[str, float]] = dataclasses.field(default_factory=dict)
     renders: int = 0
 
     def scores(self, audio: np.ndarray) -> dict[str, float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import typing as tp
 
-__all__ = ["FOLLOW", "STEER", "STEER_TARGETS", "SPEED", "missed_targets"]
+__all__ = ["FOLLOW", "GATING", "STEER", "STEER_TARGETS", "SPEED", "missed_targets"]
 
+GATING = ("brightness", "tempo")  # the knobs (and contrasts) that gate the acceptance verdict, with speed
 FOLLOW = {"moved": 0.85, "effect": 0.8, "shift_over_gap": 1 / 3}
 STEER = {"rho": 0.9, "relative_shift": 0.30}  # a knob the demo model's targets do not name
 # the demo model's targets per knob (every render within the prompt-swap distance, always): rho >= 0.9 and >= 30 %

@@ -1,11 +1,12 @@
-"""The demo model's acceptance numbers (issue 3) in one run: JSON, model-card markdown, pictures.
+"""The demo model's acceptance numbers in one run: JSON, model-card markdown, pictures.
 
     .venv/bin/python benchmarks/demo_acceptance.py [--preset presets/demo.toml] [--out out/acceptance]
 
 1. Prompt following (demo model family, i.e. a MiniLM conditioner, only): same-seed caption
    pairs differing in one attribute word (engine/demo/follow.py). Pass: the descriptor moves
    the prompted way in >= 85 % of pairs, paired effect size >= 0.8, mean shift >= 1/3 of the
-   training data's class gap (measured on freshly synthesised corpus clips).
+   training data's class gap (measured on freshly synthesised corpus clips). Fast/slow is
+   also judged by librosa's tempo estimate (reported, not judged: no class gap).
 2. Steering with the preset's vectors, built as the live bridge builds them (render_job_for +
    JobRunner: the knob's layers, alpha units, CFG mode, orthogonalisation, other knobs at 0):
    held-out neutral prompts (neither vector extraction nor tools/calibrate_ranges.py uses them),
@@ -30,7 +31,6 @@ stderr; headline figures last, one per line, as ``name: value``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -54,10 +54,11 @@ from steerbridge.engine.evaluation.metrics import preservation_distance
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _acceptance_report import clean, headlines, markdown  # noqa: E402  (sibling module: the report's text)
 from _entangle import ENTANGLE, entangle_part  # noqa: E402
-from _targets import FOLLOW, SPEED, STEER, STEER_TARGETS, missed_targets  # noqa: E402
+import _follow  # noqa: E402
+from _follow import is_demo_family  # noqa: E402
+from _targets import FOLLOW, GATING, SPEED, STEER, STEER_TARGETS, missed_targets  # noqa: E402
 from _tonal import TONAL, tonal_part  # noqa: E402
 
-GATING = ("brightness", "tempo")
 HELD_OUT_SEED = 4321  # steering renders: a seed neither extraction (0) nor range calibration uses
 _T0 = time.perf_counter()
 
@@ -76,36 +77,9 @@ def render(runner: JobRunner, job: tp.Any) -> RenderResult:
     return next(e for e in events if isinstance(e, RenderResult))
 
 
-def is_demo_family(config: dict) -> bool:
-    confs = config.get("model", {}).get("conditioning", {}).get("configs", [])
-    return any(str(c.get("type", "")).startswith("steerbridge_minilm") for c in confs)
-
-
-# --- 1. prompt following ---------------------------------------------------------------------------
+# --- 1. prompt following: benchmarks/_follow.py -----------------------------------------------------
 def follow_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
-    if not is_demo_family(runner.model.config):
-        return {"skipped": "the model's text conditioner is not MiniLM (not the demo model family): "
-                           "prompt following is measured on the demo vocabulary only"}
-    from steerbridge.engine.demo.corpus import CorpusOptions
-    from steerbridge.engine.demo.data import synthetic_class_gaps
-    from steerbridge.engine.demo.follow import prompt_following
-    from steerbridge.engine.demo.train import TrainConfig
-
-    log(f"class gaps: synthesising {args.gap_clips} corpus clips")
-    gaps = synthetic_class_gaps(args.gap_clips, options=CorpusOptions(
-        mood_tempo_coupling=TrainConfig.mood_tempo_coupling, synth=TrainConfig.synth,
-        sample_rate=runner.model.sample_rate))
-    args.gaps = gaps
-    log(f"prompt following: {args.pairs} pairs x {len(gaps)} contrasts")
-    runner.model.detach_steering()  # sample_rf runs the raw wrapper: no steering may be left attached
-    stats = prompt_following(runner.model.model, gaps=gaps, pairs=args.pairs, steps=preset.model.steps,
-                             cfg_scale=preset.model.cfg_scale, seed=args.seed)
-    out = {}
-    for s in stats:
-        log(s.line())
-        ok = all(getattr(s, k) >= v for k, v in FOLLOW.items())
-        out[s.attribute] = {**dataclasses.asdict(s), "pass": ok, "gating": s.attribute in GATING}
-    return {"gap_clips": args.gap_clips, "gaps": gaps, "contrasts": out}
+    return _follow.follow_part(runner, preset, args, log=log, second_opinion=second_opinion)
 
 
 # --- 2. steering -----------------------------------------------------------------------------------
@@ -328,7 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tonal-clips", type=int, default=12, help="held-out captions for tonal clarity (0: skip)")
     ap.add_argument("--skip-follow", action="store_true", help="skip part 1 (prompt following)")
     ap.add_argument("--skip-entangle", action="store_true", help="skip part 4 (entanglement)")
-    ap.add_argument("--entangle-seeds", type=int, default=None, help="seeds of part 4, from --seed up (default 3; --quick: 1)")
+    ap.add_argument("--entangle-seeds", type=int, default=None,
+                    help="seeds of part 4, from --seed up (default 3; --quick: 1)")
     ap.add_argument("--quick", action="store_true", help="smoke-run sizes: 2 pairs, 40 gap clips, 2 prompts, "
                                                          "1 s steering renders, 1 timed render, 1 thread")
     args = ap.parse_args(argv)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,15 @@ def test_prompt_following_runs_on_an_untrained_model() -> None:
     assert audio.shape == (2, int(4.0 * model.sample_rate) // hop * hop)  # 4 s in whole codec frames
     assert np.array_equal(audio[0], audio[1])  # same prompt and seed: the same render
     gaps = {a: 1.0 for a in CONTRASTS}
-    stats = prompt_following(model, gaps=gaps, pairs=2, steps=2, attributes=("brightness",))
-    assert [s.attribute for s in stats] == ["brightness"] and stats[0].pairs == 2
+    seen = []
+
+    def loudness(audio, sr):  # a second opinion on the same renders
+        seen.append(audio)
+        return float(np.abs(audio).mean())
+
+    stats = prompt_following(model, gaps=gaps, pairs=2, steps=2, attributes=("brightness",),
+                             second_opinions={"brightness": ("loudness", loudness)})
+    assert [(s.attribute, s.descriptor) for s in stats] == [("brightness", "centroid_hz"), ("brightness", "loudness")]
+    assert stats[0].pairs == stats[1].pairs == 2 and len(seen) == 4  # both pairs' two renders, judged once each
     assert 0.0 <= stats[0].moved <= 1.0
+    assert math.isnan(stats[1].gap) and math.isnan(stats[1].shift_over_gap)  # no class gap given: unknown

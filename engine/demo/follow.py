@@ -9,7 +9,9 @@ score is about composing words, not recalling training clips.
 Reported per contrast: the fraction of pairs that moved the right way, the
 paired effect size (mean difference / its standard deviation) and the mean
 shift as a fraction of the gap between the two classes in the training data
--- the issue's acceptance measures.
+-- the issue's acceptance measures. A contrast can be judged by a second
+descriptor too (the acceptance judges fast/slow by librosa's tempo beside the
+onset rate, reported, not gating).
 
 The sampler is upstream's ``sample_rf`` called exactly as
 ``generate_diffusion_cond`` calls it, so the numbers hold for the engine's
@@ -19,6 +21,7 @@ render path with the same steps and CFG scale.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing as tp
 
 import numpy as np
@@ -96,8 +99,12 @@ def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: 
 
 
 def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, steps: int = 8,
-                     cfg_scale: float = 5.0, attributes: tp.Sequence[str] = tuple(CONTRASTS),
-                     seed: int = 0) -> list[PairStats]:
+                     cfg_scale: float = 5.0, attributes: tp.Sequence[str] = tuple(CONTRASTS), seed: int = 0,
+                     second_opinions: tp.Mapping[str, tuple[str, tp.Callable[[np.ndarray, int], float]]] = {},
+                     ) -> list[PairStats]:
+    """Per contrast, the pairs' stats by its descriptor; then, for an attribute in ``second_opinions``
+    (attribute -> (name, fn(audio, sr))), the same renders judged by that descriptor too (its class gap is
+    ``gaps[f"{attribute}/{name}"]`` when given, else unknown: shift_over_gap is nan)."""
     prompts: list[str] = []
     seeds: list[int] = []
     for attribute in attributes:
@@ -106,16 +113,24 @@ def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, s
             seeds += [EVAL_SEED + i] * 2  # same seed within a pair
     audio = render_audio(model, prompts, seeds, steps=steps, cfg_scale=cfg_scale)
     sr = model.sample_rate
-    stats = []
+    stats, extra = [], []
     for k, attribute in enumerate(attributes):
         name = CONTRASTS[attribute][2]
         block = audio[2 * pairs * k: 2 * pairs * (k + 1)]
-        values = np.array([getattr(describe(a, sr), name) for a in block])
-        diff = values[0::2] - values[1::2]
-        std = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-        shift = float(diff.mean())
-        stats.append(PairStats(
-            attribute=attribute, descriptor=name, pairs=len(diff), moved=float((diff > 0).mean()),
-            effect=shift / std if std > 0 else 0.0, shift=shift, gap=gaps[attribute],
-            shift_over_gap=shift / gaps[attribute] if gaps[attribute] else 0.0))
-    return stats
+        stats.append(_stats(attribute, name, np.array([getattr(describe(a, sr), name) for a in block]),
+                            gaps[attribute]))
+        if attribute in second_opinions:
+            other, fn = second_opinions[attribute]
+            extra.append(_stats(attribute, other, np.array([fn(a, sr) for a in block]),
+                                gaps.get(f"{attribute}/{other}", math.nan)))
+    return stats + extra
+
+
+def _stats(attribute: str, descriptor: str, values: np.ndarray, gap: float) -> PairStats:
+    """Pairs' stats from descriptor ``values`` ordered positive, negative, positive, ..."""
+    diff = values[0::2] - values[1::2]
+    std = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    shift = float(diff.mean())
+    return PairStats(attribute=attribute, descriptor=descriptor, pairs=len(diff), moved=float((diff > 0).mean()),
+                     effect=shift / std if std > 0 else 0.0, shift=shift, gap=gap,
+                     shift_over_gap=shift / gap if gap else 0.0)
