@@ -35,8 +35,21 @@ def test_candidates_stay_inside_the_model_and_are_unique() -> None:
     labels = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 8)]
     assert labels == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@1,2",
                       "cross_attn@0,1,2,3,4,5,6,7", "block@0,1"]
-    every = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2)]
-    assert every == ["cross_attn@0,1", "cross_attn@0,1 per-step", "block@0,1"]
+    every = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2, steps=4)]
+    assert every == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@0,1 per-step first 2 steps",
+                     "block@0,1"]
+
+
+def test_early_only_vector_steers_the_first_steps_and_nothing_after() -> None:
+    import torch
+
+    from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
+
+    meta = VectorMeta(concept="tempo", site="cross_attn", method="caa", fingerprint="x", extra={"per_step": True})
+    v = ConceptVector({2: torch.ones(4, 3), 3: torch.full((4, 3), 2.0)}, meta)
+    early = choose_steering.early_only(v, 2)
+    assert torch.equal(early.tensor(2)[:2], v.tensor(2)[:2]) and early.tensor(3)[2:].abs().sum() == 0
+    assert early.meta.extra == {"per_step": True, "first_steps": 2} and choose_steering.early_only(v, None) is v
 
 
 def _result(lo, shift):

@@ -6,8 +6,9 @@ Localisation (tools/make_vectors.py) says where a concept's *prompt* acts; that
 is not always where *adding its vector* moves the music most smoothly. For
 each concept this extracts CAA vectors for a few candidates around the layers
 in ``layers.json`` (the chosen window; the same window recorded per diffusion
-step; the window's neighbours; every layer; the block output instead of the
-cross-attention output), sweeps each over an alpha grid on the calibration
+step; that per-step vector on the first half of the steps only; the window's
+neighbours; every layer; the block output instead of the cross-attention
+output), sweeps each over an alpha grid on the calibration
 prompts and seed exactly as tools/calibrate_ranges.py does, and keeps the
 candidate whose best range (every render within ``--max-distance``, 0.8,
 times the prompt-swap distance: a margin, because unseen prompts go further
@@ -54,11 +55,15 @@ from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
 
 
 
-def candidates(chosen: list[int], n_layers: int) -> list[dict]:
-    """The candidates tried around the chosen window (deduplicated, in this order)."""
+def candidates(chosen: list[int], n_layers: int, steps: int = 1) -> list[dict]:
+    """The candidates tried around the chosen window (deduplicated, in this order). With ``steps`` >= 2
+    diffusion steps, one per-step candidate steers only the first half of them: a render's rhythm is laid
+    down in its first steps, its timbre after."""
     width = len(chosen)
     out = [{"site": "cross_attn", "layers": chosen, "per_step": False},
            {"site": "cross_attn", "layers": chosen, "per_step": True}]
+    if steps >= 2:
+        out.append({"site": "cross_attn", "layers": chosen, "per_step": True, "first_steps": steps // 2})
     for shift in (-1, 1):
         moved = [layer + shift for layer in chosen]
         if min(moved) >= 0 and max(moved) < n_layers:
@@ -68,7 +73,7 @@ def candidates(chosen: list[int], n_layers: int) -> list[dict]:
     out.append({"site": "block", "layers": chosen, "per_step": False})
     seen, unique = set(), []
     for c in out:
-        key = (c["site"], tuple(c["layers"]), c["per_step"])
+        key = (c["site"], tuple(c["layers"]), c["per_step"], c.get("first_steps"))
         if key not in seen:
             seen.add(key)
             unique.append(c)
@@ -76,7 +81,23 @@ def candidates(chosen: list[int], n_layers: int) -> list[dict]:
 
 
 def label(c: dict) -> str:
-    return f"{c['site']}@{','.join(map(str, c['layers']))}{' per-step' if c['per_step'] else ''}"
+    first = f" first {c['first_steps']} steps" if c.get("first_steps") else ""
+    return f"{c['site']}@{','.join(map(str, c['layers']))}{' per-step' if c['per_step'] else ''}{first}"
+
+
+def early_only(vector, first_steps: int | None):
+    """A per-step vector that steers only its first ``first_steps`` diffusion steps (later rows zero)."""
+    if not first_steps:
+        return vector
+    import dataclasses
+
+    import torch
+
+    from steerbridge.engine.runtime.vectors import ConceptVector
+
+    tensors = {l: torch.cat([t[:first_steps], torch.zeros_like(t[first_steps:])]) for l, t in vector.tensors.items()}
+    return ConceptVector(tensors, dataclasses.replace(vector.meta, extra={**vector.meta.extra,
+                                                                         "first_steps": first_steps}))
 
 
 def sweep_scores(runner, preset, concept, grid, args) -> dict:
@@ -192,14 +213,15 @@ def main(argv: list[str] | None = None) -> int:
             pos, neg = concept.prompts()
 
             def extract(cand: dict, layers: list[int] | None, path: Path) -> Path:
-                engine.save_vector(engine.extract_caa(
+                engine.save_vector(early_only(engine.extract_caa(
                     model, positive=pos, negative=neg, concept=name, site=cand["site"], layers=layers,
-                    seconds=args.seconds, steps=steps, cfg_scale=cfg_scale, per_step=cand["per_step"]), path)
+                    seconds=args.seconds, steps=steps, cfg_scale=cfg_scale, per_step=cand["per_step"]),
+                    cand.get("first_steps")), path)
                 return path
 
             results = []
             localised = made.setdefault("localised_layers", list(made["layers"]))  # make_vectors' choice
-            for cand in candidates(list(localised), model.num_layers):
+            for cand in candidates(list(localised), model.num_layers, steps):
                 t0 = time.perf_counter()
                 path = Path(tmp) / f"{name}-{len(results)}.safetensors"
                 if (name, label(cand)) in earlier:
@@ -242,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(win["file"], target.with_suffix(".tmp"))
                 os.replace(target.with_suffix(".tmp"), target)
                 made.update(layers=win["layers"], file_layers=file_layers, site=win["site"],
-                            per_step=win["per_step"], chosen_by="tools/choose_steering.py",
+                            per_step=win["per_step"], first_steps=win.get("first_steps"),
+                            chosen_by="tools/choose_steering.py",
                             recommended_range=win["recommended"])
     out = args.report or args.vectors
     out.mkdir(parents=True, exist_ok=True)
