@@ -7,11 +7,11 @@ that is not always where *adding its vector* moves the music most smoothly.
 For each concept this extracts CAA vectors for a few candidates around the
 layers in ``layers.json`` (the chosen window; the same window recorded per
 diffusion step; that per-step vector on the first half of the steps only; the
-window's neighbours; every layer; the block output instead of the cross-
-attention output), sweeps each over an alpha grid on the calibration prompts
-and seed exactly as tools/calibrate_ranges.py does, and keeps the candidate
-whose best range (every render within ``--max-distance``, 0.8, times the
-prompt-swap distance: a margin, because unseen prompts go further than the
+window's neighbours; every layer; the block output instead of the
+cross-attention output), sweeps each over an alpha grid on the calibration
+prompts and seed exactly as tools/calibrate_ranges.py does, and keeps the
+candidate whose best range (every render within ``--max-distance``, 0.8, times
+the prompt-swap distance: a margin, because unseen prompts go further than the
 four calibration ones; Spearman rho at least the concept's target: 0.9, or 0.8
 for instrument, drums and density, as in benchmarks/_targets.py) moves the
 concept's descriptor furthest. A concept judged by two descriptors (tempo:
