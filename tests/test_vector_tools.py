@@ -77,3 +77,5 @@ def test_with_a_second_opinion_the_range_both_descriptors_follow_wins() -> None:
     a = {"label": "a", "recommended": {"alpha_min": 0.0, "shift_units": 5.0, "lower_rho": 0.3}, "second_rho": {}}
     b = {"label": "b", "recommended": {"alpha_min": 0.0, "shift_units": 1.0, "lower_rho": 0.8}, "second_rho": {}}
     assert choose_steering.best([a, b]) is b
+    c = {"label": "c", "recommended": {"alpha_min": 0.0, "shift_units": 3.0, "lower_rho": 0.77}, "second_rho": {}}
+    assert choose_steering.best([a, b, c]) is c  # as good within the tie (0.05), and three times the shift

@@ -17,7 +17,8 @@ for instrument, drums and density, as in benchmarks/_targets.py) moves the
 concept's descriptor furthest. A concept judged by two descriptors (tempo:
 onset rate and librosa's estimate; mood: the mode score and basic-pitch's
 major/minor) must satisfy both, so for it the range and the candidate are
-those whose lower rho of the two is highest (then the widest shift).
+the widest of those whose lower rho of the two is highest (within 0.05: four
+prompts' mean rho moves that much by chance).
 ``--site cross_attn`` keeps a concept on the site of the vectors its knob is
 orthogonalised against (the engine refuses to mix sites); ``--reuse-report``
 judges the sweeps of an earlier report again (after a rule changed) and
@@ -40,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -107,28 +109,39 @@ def sweep_scores(runner, preset, concept, grid, args) -> dict:
             "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]]}
 
 
-def agreed_range(scores: dict, scale: float, max_distance: float = 1.0) -> dict:
-    """For a concept judged by two descriptors: the range (calibrate_ranges' valid intervals, moving the
-    descriptor up) whose *lower* rho of the two is highest; then the widest."""
-    g, best = np.array(scores["grid"]), None
+# Lower rhos this close count as tied: a mean Spearman rho over four prompts moves by about this much from one
+# seed to the next, and a range a third as wide is a worse knob than 0.03 of rho is a better one.
+RHO_TIE = 0.05
+SWEEP_KEYS = ("grid", "descriptors", "second_opinions", "distance_over_swap")  # what a candidate's sweep measured
+
+
+def widest_near_best(items: list, rho: tp.Callable, shift: tp.Callable, floor: float | None = None):
+    """Of ``items``, the widest ``shift`` among those whose ``rho`` is within RHO_TIE of the best, or at least
+    ``floor`` when given (None if none qualifies)."""
+    floor = max((rho(x) for x in items), default=math.nan) - RHO_TIE if floor is None else floor
+    return max((x for x in items if rho(x) >= floor), key=shift, default=None)
+
+
+def agreed_range(scores: dict, scale: float, max_distance: float = 1.0, floor: float | None = None) -> dict:
+    """For a concept judged by two descriptors: of calibrate_ranges' valid intervals moving the descriptor up,
+    the widest whose *lower* rho of the two is within RHO_TIE of the highest (or at least ``floor``)."""
+    g, found = np.array(scores["grid"]), []
     for cand in cal.ranges(scores, scale, max_distance):
         lo, hi = cand.pop("lo"), cand.pop("hi")
         agree = min([cand["rho"]] + [cal.mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
-        if cand["shift_units"] <= 0 or not math.isfinite(agree):
-            continue
-        key = (round(agree, 2), cand["shift_units"])
-        if best is None or key > best[0]:
-            best = (key, {**cand, "lower_rho": agree})
-    return best[1] if best else {"alpha_min": None, "alpha_max": None,
-                                 "why": f"no interval of >= 3 grid points within {max_distance:g} x the prompt-swap "
-                                        "distance moves it up"}
+        if cand["shift_units"] > 0 and math.isfinite(agree):
+            found.append({**cand, "lower_rho": agree})
+    pick = widest_near_best(found, lambda c: c["lower_rho"], lambda c: c["shift_units"], floor)
+    return pick or {"alpha_min": None, "alpha_max": None,
+                    "why": f"no interval of >= 3 grid points within {max_distance:g} x the prompt-swap "
+                           "distance moves it up"}
 
 
-def judge(scores: dict, concept, max_distance: float = 1.0) -> dict:
+def judge(scores: dict, concept, max_distance: float = 1.0, floor: float | None = None) -> dict:
     """The range rule (calibrate_ranges' at the concept's target rho; with a second opinion, the range both
     descriptors follow best), plus the second opinions' rho inside the range."""
     if scores["second_opinions"]:
-        pick = agreed_range(scores, concept.scale, max_distance)
+        pick = agreed_range(scores, concept.scale, max_distance, floor)
     else:
         pick = cal.choose(scores, concept.scale, min_rho=STEER_TARGETS.get(concept.name, STEER)["rho"],
                           max_distance=max_distance)
@@ -140,13 +153,18 @@ def judge(scores: dict, concept, max_distance: float = 1.0) -> dict:
     return {**scores, "recommended": pick, "second_rho": second}
 
 
-def best(results: list[dict]) -> dict | None:
-    """The candidate whose valid range moves the descriptor furthest; for a concept with a second opinion,
-    the one whose lower rho of the two descriptors is highest first."""
+def best(results: list[dict], concept=None, max_distance: float = 1.0) -> dict | None:
+    """The candidate whose valid range moves the descriptor furthest. For a concept with a second opinion
+    (``concept`` given), every candidate's range is first chosen again against one floor, RHO_TIE below the
+    best lower rho of any: so a candidate is not passed over for a range it narrowed to gain noise-sized rho."""
     valid = [r for r in results if r["recommended"].get("alpha_min") is not None]
-    if not valid:
-        return None
-    return max(valid, key=lambda r: (round(r["recommended"].get("lower_rho", 0.0), 2), r["recommended"]["shift_units"]))
+    if concept is not None and any("lower_rho" in r["recommended"] for r in valid):
+        floor = max(r["recommended"]["lower_rho"] for r in valid) - RHO_TIE
+        for r in valid:
+            r.update(judge({k: r[k] for k in SWEEP_KEYS}, concept, max_distance, floor))
+        valid = [r for r in valid if r["recommended"].get("alpha_min") is not None]
+    return widest_near_best(valid, lambda r: r["recommended"].get("lower_rho", 0.0),
+                            lambda r: r["recommended"]["shift_units"])
 
 
 def preset_text(source: str, model, vector: Path, name: str) -> str:
@@ -225,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 path = Path(tmp) / f"{name}-{len(results)}.safetensors"
                 if (name, label(cand)) in earlier:
-                    scores = {k: earlier[name, label(cand)][k]
-                              for k in ("grid", "descriptors", "second_opinions", "distance_over_swap")}
+                    scores = {k: earlier[name, label(cand)][k] for k in SWEEP_KEYS}
                     path = None  # extracted only if it wins
                 else:
                     preset_path = Path(tmp) / f"{name}-{len(results)}.toml"
@@ -244,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"rho {pick.get('rho', math.nan):.2f} shift {pick.get('shift_units', math.nan):.2f} "
                       f"second {json.dumps({k: round(v, 2) for k, v in res['second_rho'].items()})} "
                       f"({res['seconds_taken']:.0f} s)", flush=True)
-            win = best([r for r in results if "excluded" not in r])
+            win = best([r for r in results if "excluded" not in r], concept, args.max_distance)
             report["concepts"][name] = {"candidates": [{k: v for k, v in r.items() if k != "file"} for r in results],
                                         "chosen": win["label"] if win else None}
             if win is None:
