@@ -100,7 +100,7 @@ def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: 
 
 def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, steps: int = 8,
                      cfg_scale: float = 5.0, attributes: tp.Sequence[str] = tuple(CONTRASTS), seed: int = 0,
-                     second_opinions: tp.Mapping[str, tuple[str, tp.Callable[[np.ndarray, int], float]]] = {},
+                     second_opinions: tp.Mapping[str, tuple[str, tp.Callable[[np.ndarray, int], float]]] | None = None,
                      ) -> list[PairStats]:
     """Per contrast, the pairs' stats by its descriptor; then, for an attribute in ``second_opinions``
     (attribute -> (name, fn(audio, sr))), the same renders judged by that descriptor too (its class gap is
@@ -113,7 +113,7 @@ def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, s
             seeds += [EVAL_SEED + i] * 2  # same seed within a pair
     audio = render_audio(model, prompts, seeds, steps=steps, cfg_scale=cfg_scale)
     sr = model.sample_rate
-    stats, extra = [], []
+    stats, extra, second_opinions = [], [], second_opinions or {}
     for k, attribute in enumerate(attributes):
         name = CONTRASTS[attribute][2]
         block = audio[2 * pairs * k: 2 * pairs * (k + 1)]
