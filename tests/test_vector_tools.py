@@ -79,3 +79,25 @@ def test_with_a_second_opinion_the_range_both_descriptors_follow_wins() -> None:
     assert choose_steering.best([a, b]) is b
     c = {"label": "c", "recommended": {"alpha_min": 0.0, "shift_units": 3.0, "lower_rho": 0.77}, "second_rho": {}}
     assert choose_steering.best([a, b, c]) is c  # as good within the tie (0.05), and three times the shift
+
+
+def test_every_candidate_range_is_chosen_against_one_floor() -> None:
+    """A candidate whose own tie-widened range falls below the floor set by the best candidate competes with
+    the best range it has above that floor, not with none."""
+    from steerbridge.engine.evaluation.concepts import get_concept
+
+    grid, up = [-1.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0, 4.0]
+
+    def candidate(label, second):
+        scores = {"grid": grid, "descriptors": [up] * len(second), "distance_over_swap": [[0.3, 0, 0.3, 0.4, 0.5]]
+                  * len(second), "second_opinions": {"transcribed_mode": second}}
+        return {"label": label, **choose_steering.judge(scores, get_concept("mood"))}
+
+    narrow = candidate("narrow", [[0, 1, 2, 1, 0]] * 6)  # both descriptors agree over -1 .. 1 only
+    wide = candidate("wide", [[2, 1, 0, 3, 4]] + [up] * 5)  # agree at 0.97 over 0 .. 3, at 0.93 over -1 .. 3
+    assert narrow["recommended"]["lower_rho"] == 1.0 and narrow["recommended"]["alpha_max"] == 1.0
+    assert wide["recommended"]["alpha_max"] == 3.0 and wide["recommended"]["lower_rho"] < 0.95  # its own tie
+    win = choose_steering.best([narrow, wide], get_concept("mood"))
+    assert win["label"] == "wide"  # re-chosen against 1.0 - 0.05: three grid steps beat the narrow one's two
+    assert (win["recommended"]["alpha_min"], win["recommended"]["alpha_max"]) == (0.0, 3.0)
+    assert win["recommended"]["lower_rho"] >= 0.95
