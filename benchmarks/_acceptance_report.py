@@ -62,7 +62,8 @@ def markdown(r: dict) -> str:
     lines += ["### Steering with the shipped vectors (neutral prompts, same seed)", "",
               *table(["knob", "descriptor", "alphas", "mean Spearman rho", "relative shift",
                       "max distance / prompt swap", ""], rows or [["(no knobs)", "", "", "", "", "", ""]]),
-              (f"Seed {st['seed']}, {st['seconds']:g} s renders. The {st['cutoff_rule']}. Pass (the demo model's targets, benchmarks/_targets.py): "
+              (f"Seed {st['seed']}, {st['seconds']:g} s renders. The {st['cutoff_rule']}. Pass (the demo model's "
+               "targets, benchmarks/_targets.py): "
                "brightness and tempo rho >= 0.9 and relative shift >= 30 % (tempo: librosa's rho >= 0.9 too); "
                "mood rho >= 0.9 by the mode score and by basic-pitch, shift >= half the corpus' major-minor gap; "
                "instrument, drums, density rho >= 0.8; every render within the prompt-swap distance "

@@ -54,8 +54,7 @@ from steerbridge.engine.evaluation.metrics import preservation_distance
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _acceptance_report import clean, headlines, markdown  # noqa: E402  (sibling module: the report's text)
 from _entangle import ENTANGLE, entangle_part  # noqa: E402
-import _follow  # noqa: E402
-from _follow import is_demo_family  # noqa: E402
+from _follow import follow_part as _follow_part, is_demo_family  # noqa: E402
 from _targets import FOLLOW, GATING, SPEED, STEER, STEER_TARGETS, missed_targets  # noqa: E402
 from _tonal import TONAL, tonal_part  # noqa: E402
 
@@ -79,7 +78,7 @@ def render(runner: JobRunner, job: tp.Any) -> RenderResult:
 
 # --- 1. prompt following: benchmarks/_follow.py -----------------------------------------------------
 def follow_part(runner: JobRunner, preset: Preset, args: argparse.Namespace) -> dict:
-    return _follow.follow_part(runner, preset, args, log=log, second_opinion=second_opinion)
+    return _follow_part(runner, preset, args, log=log, second_opinion=second_opinion)
 
 
 # --- 2. steering -----------------------------------------------------------------------------------

@@ -64,14 +64,13 @@ def ranges(scores: dict, scale: float, max_distance: float = 1.0) -> tp.Iterator
 
 
 def choose(scores: dict, scale: float, min_rho: float = 0.9, max_distance: float = 1.0) -> dict:
-    best = None
-    for cand in ranges(scores, scale, max_distance):
-        rho, shift = cand.pop("rho"), cand["shift_units"]
-        del cand["lo"], cand["hi"]
-        if math.isfinite(rho) and rho >= min_rho and (best is None or shift > best["shift_units"]):
-            best = {"alpha_min": cand["alpha_min"], "alpha_max": cand["alpha_max"], "rho": rho, "shift_units": shift}
-    return best or {"alpha_min": None, "alpha_max": None,
-                    "why": f"no interval of >= 3 grid points stays within {max_distance:g} x the prompt-swap "
+    """The valid range with rho >= ``min_rho`` that shifts the descriptor furthest (the first, on a tie)."""
+    valid = [c for c in ranges(scores, scale, max_distance) if math.isfinite(c["rho"]) and c["rho"] >= min_rho]
+    best = max(valid, key=lambda c: c["shift_units"], default=None)
+    if best is not None:
+        return {k: best[k] for k in ("alpha_min", "alpha_max", "rho", "shift_units")}
+    return {"alpha_min": None, "alpha_max": None,
+            "why": f"no interval of >= 3 grid points stays within {max_distance:g} x the prompt-swap "
                            f"distance with rho >= {min_rho:g}"}
 
 

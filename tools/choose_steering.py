@@ -56,7 +56,6 @@ from _targets import STEER, STEER_TARGETS  # noqa: E402
 from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
 
 
-
 def candidates(chosen: list[int], n_layers: int, steps: int = 1) -> list[dict]:
     """The candidates tried around the chosen window (deduplicated, in this order). With ``steps`` >= 2
     diffusion steps, one per-step candidate steers only the first half of them: a render's rhythm is laid
@@ -157,14 +156,14 @@ def best(results: list[dict], concept=None, max_distance: float = 1.0) -> dict |
     """The candidate whose valid range moves the descriptor furthest. For a concept with a second opinion
     (``concept`` given), every candidate's range is first chosen again against one floor, RHO_TIE below the
     best lower rho of any: so a candidate is not passed over for a range it narrowed to gain noise-sized rho."""
-    valid = [r for r in results if r["recommended"].get("alpha_min") is not None]
+    valid, floor = [r for r in results if r["recommended"].get("alpha_min") is not None], None
     if concept is not None and any("lower_rho" in r["recommended"] for r in valid):
         floor = max(r["recommended"]["lower_rho"] for r in valid) - RHO_TIE
         for r in valid:
             r.update(judge({k: r[k] for k in SWEEP_KEYS}, concept, max_distance, floor))
         valid = [r for r in valid if r["recommended"].get("alpha_min") is not None]
     return widest_near_best(valid, lambda r: r["recommended"].get("lower_rho", 0.0),
-                            lambda r: r["recommended"]["shift_units"])
+                            lambda r: r["recommended"]["shift_units"], floor)
 
 
 def preset_text(source: str, model, vector: Path, name: str) -> str:

@@ -24,8 +24,9 @@ output folder. ``--every-layer CONCEPT`` writes that concept's file at every
 layer instead (the preset's knob then names the chosen ``layers``), so another
 knob can be orthogonalised against it at that knob's own layers: the engine
 orthogonalises only where both vector files have a layer. Vector files record
-the model's fingerprint: a preset must name the same model. The tiny model has random weights, so its vectors carry no
-musical meaning; they exist so tests and the bridge run end to end in seconds.
+the model's fingerprint: a preset must name the same model. The tiny model has
+random weights, so its vectors carry no musical meaning; they exist so tests
+and the bridge run end to end in seconds.
 """
 
 from __future__ import annotations
