@@ -16,29 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TONAL", "tonal_part"]
+__all__ = ["TONAL", "held_out_renders", "tonal_part"]
 
 TONAL = {"note_ratio": 0.7}
 _SEEDS = 8_700_000  # outside every training corpus
 
 
-def tonal_part(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, out: Path,
-               log: tp.Callable[[str], None]) -> dict:
+def held_out_renders(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, slow_swing: bool = False,
+                     ) -> tuple[list[str], list[tp.Any], np.ndarray, np.ndarray, list[tp.Any]]:
+    """(prompts, attributes, renders, corpus clips after the codec round trip, the corpus clips) for
+    ``clips`` held-out captions (every attribute named) at seeds outside every training corpus; ``slow_swing``
+    as the corpus the model was trained on (CorpusOptions.slow_swing)."""
     import torch
 
-    from steerbridge.bridge.reports.pictures import sweep_grid
     from steerbridge.engine.demo.captions import ATTRIBUTES, HELD_OUT, caption
     from steerbridge.engine.demo.corpus import CorpusOptions, make_clips, sample_attributes
-    from steerbridge.engine.demo.fluid import FluidSynthMissing, find_fluidsynth
     from steerbridge.engine.demo.follow import render_audio
-    from steerbridge.engine.evaluation import transcription
 
-    try:
-        find_fluidsynth()
-        if not transcription.available():
-            raise transcription.BasicPitchMissing("basic-pitch is not installed (make install installs it)")
-    except (FluidSynthMissing, transcription.BasicPitchMissing) as exc:
-        return {"skipped": str(exc)}
     sr = model.sample_rate
     rng = np.random.default_rng(_SEEDS)
     held = sorted(HELD_OUT)
@@ -49,14 +43,32 @@ def tonal_part(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, out: 
                      .replace(instrument=inst, tempo=tempo, mode=mode))
     prompts = [caption(a, rng=np.random.default_rng([_SEEDS, i]), mention={k: True for k in ATTRIBUTES})
                for i, a in enumerate(attrs)]
-    log(f"tonal clarity: {clips} held-out captions rendered and transcribed")
     renders = render_audio(model, prompts, [_SEEDS + i for i in range(clips)], steps=steps, cfg_scale=cfg_scale)
     corpus = make_clips([_SEEDS + 100 + i for i in range(clips)], attrs=attrs,
-                        options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True))
+                        options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True,
+                                              slow_swing=slow_swing))
     n = renders.shape[1]
     with torch.no_grad():
         audio = torch.from_numpy(np.stack([np.pad(c.audio, (0, max(0, n - len(c.audio))))[:n] for c in corpus]))
         round_trip = model.pretransform.decode(model.pretransform.encode(audio[:, None]))[:, 0].numpy()
+    return prompts, attrs, renders, round_trip, corpus
+
+
+def tonal_part(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, out: Path,
+               log: tp.Callable[[str], None]) -> dict:
+    from steerbridge.bridge.reports.pictures import sweep_grid
+    from steerbridge.engine.demo.fluid import FluidSynthMissing, find_fluidsynth
+    from steerbridge.engine.evaluation import transcription
+
+    try:
+        find_fluidsynth()
+        if not transcription.available():
+            raise transcription.BasicPitchMissing("basic-pitch is not installed (make install installs it)")
+    except (FluidSynthMissing, transcription.BasicPitchMissing) as exc:
+        return {"skipped": str(exc)}
+    sr = model.sample_rate
+    log(f"tonal clarity: {clips} held-out captions rendered and transcribed")
+    prompts, _, renders, round_trip, _ = held_out_renders(model, clips=clips, steps=steps, cfg_scale=cfg_scale)
     notes_render = [transcription.note_count(x, sr) for x in renders]
     notes_corpus = [transcription.note_count(x, sr) for x in round_trip]
     ratio = float(np.mean(notes_render) / max(1e-9, np.mean(notes_corpus)))

@@ -69,3 +69,27 @@ def test_each_knob_is_judged_by_its_own_targets() -> None:
     assert missed_targets(knob("mood", 0.92, second={"transcribed_mode": 0.95}, gap=0.3)) == ["half the corpus gap"]
     assert missed_targets(knob("mood", 0.92, second={"transcribed_mode": 0.95}, gap=0.6)) == []
     assert missed_targets(knob("drums", math.nan, within=False)) == ["rho", "distance"]
+
+
+def test_timekeeping_tells_a_steady_beat_from_onsets_at_random_times() -> None:
+    import sys
+
+    pytest.importorskip("librosa", reason="librosa comes with the eval extra")
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from demo_timekeeping import beat_measures
+
+    sr = 22050
+
+    def clicks(times: np.ndarray) -> np.ndarray:
+        x = np.zeros(4 * sr, dtype=np.float32)
+        for s in times:
+            x[int(s * sr):int(s * sr) + 200] += np.hanning(200).astype(np.float32)
+        return x
+
+    steady = beat_measures(clicks(np.arange(0.05, 3.9, 0.5)), sr, "medium")  # 120 BPM
+    loose = beat_measures(clicks(np.sort(np.random.default_rng(0).uniform(0.05, 3.9, 8))), sr, "medium")
+    assert steady["ioi_cv"] < 0.05 and loose["ioi_cv"] > 0.3
+    assert steady["periodicity"] > 0.5 > loose["periodicity"]
+    assert steady["class_hit"] == 1.0 and abs(steady["librosa_tempo"] - 120) < 6

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from steerbridge.engine.adapters.sat import sat
 from steerbridge.engine.demo.distill import DistillConfig, distill, export_checkpoint, rf_schedule, teacher_targets
@@ -60,6 +61,9 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     assert changed and all(k.startswith("model.") for k in changed)  # only the DiT learns; text and codec stay
     moved = tmp_path / "teacher_moved"  # a teacher folder may move between runs: resume takes the one given
     shutil.copytree(DEMO_DIR, moved)
+    weights = load_file(str(moved / "model.safetensors"))  # and be trained again, its codec refitted
+    weights["pretransform.band_mean"] = weights["pretransform.band_mean"] + 0.25
+    save_file(weights, str(moved / "model.safetensors"))
     distill(tmp_path, resume=True, **{**opts, "cfg": DistillConfig(**{**cfg.__dict__, "steps": 3,
                                                                        "teacher": str(moved)})})
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -68,3 +72,5 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     config = json.loads((tmp_path / "export" / "model_config.json").read_text())
     assert config["model"]["pretransform"]["config"]["griffin_lim_iters"] == 16
     assert config["steerbridge"]["cfg_scale"] == 1.0
+    exported = load_model_folder(tmp_path / "export").pretransform.band_mean
+    assert torch.equal(exported, weights["pretransform.band_mean"].to(exported.dtype))  # the new teacher's codec

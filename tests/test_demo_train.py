@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerbridge.engine.demo.train import TrainConfig, _lr, train
+from steerbridge.engine.demo.train import TrainConfig, _lr, onset_loss, train
 
 
 def test_lr_warms_up_then_decays_by_cosine_to_the_floor() -> None:
@@ -18,6 +18,20 @@ def test_lr_warms_up_then_decays_by_cosine_to_the_floor() -> None:
     assert _lr(cfg, 60) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
     assert _lr(cfg, 110) == pytest.approx(5e-5)
     assert _lr(cfg, 500) == pytest.approx(5e-5)
+
+
+def test_the_onset_loss_charges_a_late_note_more_than_a_wrong_level() -> None:
+    x0 = torch.zeros(1, 4, 32)
+    x0[..., 10:] = 1.0  # a note starting at frame 10
+    late, level = torch.zeros_like(x0), x0 * 0.6
+    late[..., 12:] = 1.0  # the same note two frames late; or on time, its level 0.4 off
+    t = torch.tensor([0.5])
+    xt = (1 - t) * x0 + t * torch.randn_like(x0)
+    velocity = lambda clean: (xt - clean) / t  # noqa: E731  the prediction whose clean latent is `clean`
+    assert onset_loss(velocity(x0), xt, t, x0) == pytest.approx(0.0, abs=1e-10)
+    mse = lambda clean: torch.nn.functional.mse_loss(velocity(clean), velocity(x0))  # noqa: E731
+    assert mse(level) > mse(late)  # the velocity loss minds the level more than the timing
+    assert onset_loss(velocity(late), xt, t, x0) > 5 * onset_loss(velocity(level), xt, t, x0)
 
 
 @pytest.mark.slow

@@ -54,6 +54,40 @@ def test_scores_always_state_the_beat():
         assert len(onsets) >= int(4.0 * bpm / 60)
 
 
+def test_swing_shuffles_only_the_slow_off_beats():
+    slow = BASE.replace(tempo="slow", density="busy")
+    bpm = 72.0
+    straight = compose(slow, bpm=bpm, key=0, rng=np.random.default_rng(8))
+    swung = compose(slow, bpm=bpm, key=0, rng=np.random.default_rng(8), swing=True)
+    beat, first = 60 / bpm, straight.notes[0].start
+    phase = lambda n: ((n.start - first) / beat) % 1.0  # noqa: E731
+    assert len(straight.notes) == len(swung.notes)
+    moved = [(a, b) for a, b in zip(straight.notes, swung.notes) if a != b]
+    assert moved and all(abs(phase(a) - 0.5) < 1e-6 and abs(phase(b) - 2 / 3) < 1e-6 for a, b in moved)
+    assert {n.channel for _, n in moved} == {0, 9}  # the passing tones and the off-beat hats
+    for tempo in ("medium", "fast"):  # the other classes keep straight eighths
+        attrs = slow.replace(tempo=tempo)
+        assert compose(attrs, bpm=120, key=0, rng=np.random.default_rng(8), swing=True) == \
+            compose(attrs, bpm=120, key=0, rng=np.random.default_rng(8))
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None,
+                    reason="training-time dependency: apt-get install fluidsynth fluid-soundfont-gm")
+def test_swung_slow_clips_are_not_heard_at_double_tempo():
+    pytest.importorskip("librosa", reason="librosa comes with the eval extra")
+    from steerbridge.engine.demo.corpus import CorpusOptions, make_clips
+    from steerbridge.engine.evaluation.rhythm import librosa_tempo
+
+    seeds = list(range(900_200, 900_216))
+    attrs = [BASE.replace(tempo="slow", density="busy", drums=("drums", "nodrums")[i % 2]) for i in range(16)]
+    right = {}
+    for swing in (False, True):
+        clips = make_clips(seeds, options=CorpusOptions(synth="fluidsynth", sample_rate=SR, slow_swing=swing),
+                           attrs=attrs)
+        right[swing] = np.mean([abs(librosa_tempo(c.audio, SR) - c.bpm) / c.bpm < 0.08 for c in clips])
+    assert right[True] >= 0.8 and right[True] > right[False]
+
+
 def test_slaney_filterbank_is_librosas():
     librosa = pytest.importorskip("librosa", reason="librosa comes with the eval extra: pip install -e '.[eval]'")
     ours = slaney_mel_filterbank(sample_rate=SR, n_fft=1024, n_bands=80, f_min=0, f_max=8000)

@@ -63,6 +63,9 @@ class CorpusOptions:
     P(fast | minor) = 0.2, so a "happy" prompt with no tempo word learns to be
     faster, and the happy-minus-sad vector carries tempo until it is
     orthogonalised against a tempo vector.
+
+    ``slow_swing`` (FluidSynth corpus only) shuffles the slow class's off-beats
+    so a beat tracker does not hear them as a fast beat (:func:`score.compose`).
     """
 
     seconds: float = 4.0
@@ -70,6 +73,7 @@ class CorpusOptions:
     mood_tempo_coupling: float = 0.0
     include_held_out: bool = False
     synth: str = "procedural"
+    slow_swing: bool = False
 
     def __post_init__(self) -> None:
         if self.synth not in SYNTHS:
@@ -129,7 +133,7 @@ def make_clips(seeds: tp.Sequence[int], *, options: CorpusOptions = CorpusOption
     if options.synth == "fluidsynth":
         from steerbridge.engine.demo.fluid import render_scores
 
-        scores = [score.compose(a, bpm=bpm, key=key, rng=rng, seconds=options.seconds)
+        scores = [score.compose(a, bpm=bpm, key=key, rng=rng, seconds=options.seconds, swing=options.slow_swing)
                   for rng, a, bpm, key in drawn]
         raw = render_scores(scores, sample_rate=options.sample_rate)
         audio = [_finish(x, a.brightness, rng, sr=options.sample_rate) for x, (rng, a, _, _) in zip(raw, drawn)]

@@ -41,7 +41,7 @@ import torch
 from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import synthetic_class_gaps
-from steerbridge.engine.demo.follow import prompt_following
+from steerbridge.engine.demo.follow import beat_tracker, prompt_following
 from steerbridge.engine.demo.model import export_model, latent_frames, load_model_folder, no_activation_checkpointing
 from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
 
@@ -119,7 +119,8 @@ def _student_config(teacher_folder: Path, cfg: DistillConfig) -> dict[str, tp.An
 def _eval(ema: tp.Any, cfg: DistillConfig, step: int, out: Path, log: RunLog, gaps: dict[str, float],
           pairs: int) -> None:
     t0 = time.perf_counter()
-    stats = prompt_following(ema, gaps=gaps, pairs=pairs, steps=cfg.student_steps, cfg_scale=1.0) if pairs else []
+    stats = (prompt_following(ema, gaps=gaps, pairs=pairs, steps=cfg.student_steps, cfg_scale=1.0,
+                              second_opinions=beat_tracker()) if pairs else [])
     for s in stats:
         log(f"eval step {step}: {s.line()}")
     with open(out / "metrics.jsonl", "a") as f:
@@ -180,6 +181,10 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
         opt.load_state_dict(ckpt["opt"])
         rng.bit_generator.state = ckpt["np_rng"]
         step = ckpt["step"]
+        # The codec is the teacher's and frozen: a teacher trained again on a changed corpus brings band
+        # statistics refitted on it, and the student's targets live in that teacher's latent space.
+        for m in (student, ema):
+            m.pretransform.load_state_dict(teacher.pretransform.state_dict())
         log(f"resumed at step {step}")
     else:
         (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))

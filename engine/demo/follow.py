@@ -33,7 +33,7 @@ from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
 from steerbridge.engine.demo.data import CONTRASTS
 from steerbridge.engine.evaluation.descriptors import describe
 
-__all__ = ["PairStats", "caption_pairs", "render_latents", "render_audio", "prompt_following"]
+__all__ = ["PairStats", "caption_pairs", "render_latents", "render_audio", "prompt_following", "beat_tracker"]
 
 EVAL_SEED = 7_000_000  # noise seeds from here on; training clips use seed * 1e6 + i < 1e6 * (seed+1)
 
@@ -124,6 +124,18 @@ def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, s
             extra.append(_stats(attribute, other, np.array([fn(a, sr) for a in block]),
                                 gaps.get(f"{attribute}/{other}", math.nan)))
     return stats + extra
+
+
+def beat_tracker() -> dict[str, tuple[str, tp.Callable[[np.ndarray, int], float]]]:
+    """``second_opinions`` that also judge fast/slow by librosa's tempo (training logs it beside the onset
+    rate); empty when librosa (the ``eval`` extra) is not installed."""
+    try:
+        import librosa  # noqa: F401
+    except ImportError:
+        return {}
+    from steerbridge.engine.evaluation.rhythm import librosa_tempo
+
+    return {"tempo": ("librosa_tempo", librosa_tempo)}
 
 
 def _stats(attribute: str, descriptor: str, values: np.ndarray, gap: float) -> PairStats:

@@ -1,0 +1,100 @@
+"""Does the demo model keep time? Beat periodicity of its renders vs corpus clips of the same attributes.
+
+    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher FOLDER] [--out docs/demo-model]
+
+A beat tracker (librosa's tempo estimate) hears a tempo when the onsets repeat
+at one period. For held-out captions (every attribute named; the same renders
+and corpus clips as the acceptance's tonal-clarity part), per clip:
+
+- ``periodicity``: the highest peak of the onset-strength autocorrelation
+  (normalised, mean removed) between 40 and 240 BPM: 1 for a perfectly
+  periodic beat, near 0 for onsets at random times;
+- ``ioi_cv``: the coefficient of variation of the inter-onset intervals;
+- ``class_hit``: librosa's tempo falls in the caption's tempo class
+  (slow 65-85, medium 100-120, fast 140-170 BPM, +-8 %).
+
+for the shipped model at its preset settings, the corpus clips after the
+codec round trip, and optionally the undistilled teacher (8 steps, CFG 5).
+Prints a table and writes ``timekeeping.json``. Needs FluidSynth and librosa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _tonal import held_out_renders  # noqa: E402
+
+_HOP = 512
+
+
+def beat_measures(audio: np.ndarray, sr: int, tempo_class: str) -> dict[str, float]:
+    import librosa
+
+    from steerbridge.engine.demo.score import TEMPO_BPM_V2
+
+    env = librosa.onset.onset_strength(y=audio, sr=sr, hop_length=_HOP)
+    ac = librosa.autocorrelate(env - env.mean())
+    ac = ac / ac[0] if ac[0] > 0 else ac
+    lags = np.arange(int(60 * sr / _HOP / 240), min(len(ac), int(60 * sr / _HOP / 40) + 1))  # short clips: fewer
+    onsets = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=_HOP, units="time")
+    ioi = np.diff(onsets)
+    tempo = float(librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=_HOP)[0])
+    lo, hi = TEMPO_BPM_V2[tempo_class]
+    return {"periodicity": float(ac[lags].max()), "ioi_cv": float(ioi.std() / ioi.mean()) if len(ioi) > 1 else 0.0,
+            "librosa_tempo": tempo, "class_hit": float(lo / 1.08 <= tempo <= hi * 1.08)}
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in ("periodicity", "ioi_cv", "class_hit")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo", help="the model folder (default: the shipped demo model)")
+    ap.add_argument("--teacher", type=Path, default=None, help="also measure this undistilled model (8 steps, CFG 5)")
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
+                    "(as a model trained with train --slow-swing)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("out/timekeeping"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from steerbridge.engine.adapters.sat_source import DEMO_DIR
+    from steerbridge.engine.demo.model import load_model_folder
+
+    folder = DEMO_DIR if args.model == "demo" else Path(args.model)
+    config = json.loads((folder / "model_config.json").read_text()).get("steerbridge", {})
+    models = {"model": (load_model_folder(folder).eval(), config.get("steps", 8), config.get("cfg_scale", 5.0))}
+    if args.teacher:
+        models["teacher"] = (load_model_folder(args.teacher).eval(), 8, 5.0)
+    report: dict[str, dict] = {}
+    for name, (model, steps, cfg) in models.items():
+        _, attrs, renders, round_trip, corpus = held_out_renders(model, clips=args.clips, steps=steps, cfg_scale=cfg,
+                                                                 slow_swing=args.slow_swing)
+        sr = model.sample_rate
+        rows = [beat_measures(x, sr, a.tempo) for x, a in zip(renders, attrs)]
+        report[name] = {"steps": steps, "cfg_scale": cfg, **summarise(rows), "clips": rows}
+        if "corpus" not in report:
+            rows = [beat_measures(x, sr, a.tempo) for x, a in zip(round_trip, attrs)]
+            hits = [abs(r["librosa_tempo"] / c.bpm - 1) < 0.08 for r, c in zip(rows, corpus)]
+            report["corpus"] = {**summarise(rows), "exact_bpm": float(np.mean(hits)), "clips": rows}
+    print(f"{'':10s} {'periodicity':>11s} {'IOI CV':>7s} {'tempo class hit':>15s}")
+    for name, r in report.items():
+        print(f"{name:10s} {r['periodicity']:11.2f} {r['ioi_cv']:7.2f} {r['class_hit']:15.0%}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "timekeeping.json").write_text(json.dumps({"clips": args.clips, "slow_swing": args.slow_swing,
+                                                           **report}, indent=1))
+    print(f"wrote {args.out / 'timekeeping.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
