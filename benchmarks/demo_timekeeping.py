@@ -1,6 +1,6 @@
 """Does the demo model keep time? Beat periodicity of its renders vs corpus clips of the same attributes.
 
-    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher FOLDER] [--out docs/demo-model]
+    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher NAME=FOLDER ...] [--corpus-clips N]
 
 A beat tracker (librosa's tempo estimate) hears a tempo when the onsets repeat
 at one period. For held-out captions (every attribute named; the same renders
@@ -15,7 +15,10 @@ and corpus clips as the acceptance's tonal-clarity part), per clip:
 
 for the shipped model at its preset settings, the corpus clips after the
 codec round trip, and optionally the undistilled teacher (8 steps, CFG 5).
-Prints a table and writes ``timekeeping.json``. Needs FluidSynth and librosa.
+With ``--corpus-clips N`` it also asks how often librosa's tempo is the
+clip's true BPM (within 8 %) on N corpus clips per tempo class and density,
+with straight and with swung slow off-beats (``CorpusOptions.slow_swing``).
+Prints tables and writes ``timekeeping.json``. Needs FluidSynth and librosa.
 """
 
 from __future__ import annotations
@@ -56,13 +59,33 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("periodicity", "ioi_cv", "class_hit")}
 
 
+def corpus_tempo(clips: int, sr: int) -> dict[str, dict[str, float]]:
+    """Per corpus setting (straight, swung), librosa's exact-BPM rate per tempo class and per slow density."""
+    from steerbridge.engine.demo.corpus import CorpusOptions, make_clips
+    from steerbridge.engine.evaluation.rhythm import librosa_tempo
+
+    out = {}
+    for name, swing in (("straight", False), ("swung", True)):
+        batch = make_clips(list(range(9_100_000, 9_100_000 + clips)),  # seeds outside every training corpus
+                           options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True,
+                                                 slow_swing=swing))
+        exact = [(c.attrs, abs(librosa_tempo(c.audio, sr) / c.bpm - 1) < 0.08) for c in batch]
+        groups = {t: [ok for a, ok in exact if a.tempo == t] for t in ("slow", "medium", "fast")}
+        groups |= {f"slow {d}": [ok for a, ok in exact if a.tempo == "slow" and a.density == d]
+                   for d in ("sparse", "busy")}
+        out[name] = {k: float(np.mean(v)) for k, v in groups.items() if v}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="the model folder (default: the shipped demo model)")
-    ap.add_argument("--teacher", type=Path, default=None, help="also measure this undistilled model (8 steps, CFG 5)")
+    ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER",
+                    help="also measure this undistilled model (8 steps, CFG 5); repeatable")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
                     "(as a model trained with train --slow-swing)")
+    ap.add_argument("--corpus-clips", type=int, default=0, help="also measure librosa on this many corpus clips")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("out/timekeeping"))
     args = ap.parse_args(argv)
@@ -73,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = DEMO_DIR if args.model == "demo" else Path(args.model)
     config = json.loads((folder / "model_config.json").read_text()).get("steerbridge", {})
     models = {"model": (load_model_folder(folder).eval(), config.get("steps", 8), config.get("cfg_scale", 5.0))}
-    if args.teacher:
-        models["teacher"] = (load_model_folder(args.teacher).eval(), 8, 5.0)
+    for spec in args.teacher:
+        name, _, path = spec.partition("=")
+        if not path:
+            ap.error(f"--teacher {spec}: give NAME=FOLDER")
+        models[name] = (load_model_folder(Path(path)).eval(), 8, 5.0)
     report: dict[str, dict] = {}
     for name, (model, steps, cfg) in models.items():
         _, attrs, renders, round_trip, corpus = held_out_renders(model, clips=args.clips, steps=steps, cfg_scale=cfg,
@@ -86,9 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = [beat_measures(x, sr, a.tempo) for x, a in zip(round_trip, attrs)]
             hits = [abs(r["librosa_tempo"] / c.bpm - 1) < 0.08 for r, c in zip(rows, corpus)]
             report["corpus"] = {**summarise(rows), "exact_bpm": float(np.mean(hits)), "clips": rows}
-    print(f"{'':10s} {'periodicity':>11s} {'IOI CV':>7s} {'tempo class hit':>15s}")
+    w = max(map(len, report))
+    print(f"{'':{w}s} {'periodicity':>11s} {'IOI CV':>7s} {'tempo class hit':>15s}")
     for name, r in report.items():
-        print(f"{name:10s} {r['periodicity']:11.2f} {r['ioi_cv']:7.2f} {r['class_hit']:15.0%}")
+        if "periodicity" in r:
+            print(f"{name:{w}s} {r['periodicity']:11.2f} {r['ioi_cv']:7.2f} {r['class_hit']:15.0%}")
+    if args.corpus_clips:
+        report["corpus_tempo"] = corpus_tempo(args.corpus_clips, sr)
+        print(f"librosa tempo within 8 % of the clip's BPM ({args.corpus_clips} corpus clips):")
+        for name, rates in report["corpus_tempo"].items():
+            print(f"  {name:9s} " + "  ".join(f"{k} {v:.0%}" for k, v in rates.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "timekeeping.json").write_text(json.dumps({"clips": args.clips, "slow_swing": args.slow_swing,
                                                            **report}, indent=1))
