@@ -1,6 +1,6 @@
 """Does the demo model keep time? Beat periodicity of its renders vs corpus clips of the same attributes.
 
-    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher NAME=FOLDER ...] [--corpus-clips N]
+    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher NAME=FOLDER[@STEPS] ...] [--corpus-clips N]
 
 A beat tracker (librosa's tempo estimate) hears a tempo when the onsets repeat
 at one period. For held-out captions (every attribute named; the same renders
@@ -14,7 +14,7 @@ and corpus clips as the acceptance's tonal-clarity part), per clip:
   (slow 65-85, medium 100-120, fast 140-170 BPM, +-8 %).
 
 for the shipped model at its preset settings, the corpus clips after the
-codec round trip, and optionally the undistilled teacher (8 steps, CFG 5).
+codec round trip, and optionally undistilled teachers (CFG 5, 8 steps or ``@STEPS``).
 With ``--corpus-clips N`` it also asks how often librosa's tempo is the
 clip's true BPM (within 8 %) on N corpus clips per tempo class and density,
 with straight and with swung slow off-beats (``CorpusOptions.slow_swing``).
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="the model folder (default: the shipped demo model)")
     ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER",
-                    help="also measure this undistilled model (8 steps, CFG 5); repeatable")
+                    help="also measure this undistilled model (CFG 5, 8 steps or @STEPS); repeatable")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
                     "(as a model trained with train --slow-swing)")
@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     models = {"model": (load_model_folder(folder).eval(), config.get("steps", 8), config.get("cfg_scale", 5.0))}
     for spec in args.teacher:
         name, _, path = spec.partition("=")
-        if not path:
-            ap.error(f"--teacher {spec}: give NAME=FOLDER")
-        models[name] = (load_model_folder(Path(path)).eval(), 8, 5.0)
+        path, _, steps = path.partition("@")
+        if not path or not (steps or "8").isdigit():
+            ap.error(f"--teacher {spec}: give NAME=FOLDER or NAME=FOLDER@STEPS")
+        models[name] = (load_model_folder(Path(path)).eval(), int(steps or 8), 5.0)
     report: dict[str, dict] = {}
     for name, (model, steps, cfg) in models.items():
         _, attrs, renders, round_trip, corpus = held_out_renders(model, clips=args.clips, steps=steps, cfg_scale=cfg,

@@ -15,8 +15,8 @@ Each attribute has one unmistakable musical signature:
   With ``swing`` a slow clip's off-beat notes (hats, busy passing tones) sit
   at 2/3 of the beat, a shuffle: straight eighths at 65-85 BPM are a grid at
   130-170, and librosa read half of the busy slow clips at double tempo,
-  indistinguishable from fast ones (right on 71 % of slow clips straight,
-  94 % swung; onset rates unchanged);
+  like fast ones (right on 71 % of slow clips straight, 94 % swung, with the
+  same notes: ``benchmarks/demo_timekeeping.py --corpus-clips 240``);
 - **density**: sparse = sustained chords and a quarter-note melody with rests;
   busy = chords re-struck on every beat and an eighth-note melody;
 - **instrument**: a General MIDI program per class (piano, harp, strings,

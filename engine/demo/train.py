@@ -97,8 +97,9 @@ def onset_loss(pred: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, x0: torch.
     The velocity MSE charges a note that starts two frames late only at those
     frames, little beside the sustained spectrum, and the models it trained
     played onsets at uneven intervals (benchmarks/demo_timekeeping.py); the
-    change between frames is where an onset is, so this term makes its timing
-    cost as much as its spectrum."""
+    change between frames is where an onset is, so this term charges the
+    timing. At weight 6 (about the velocity loss' size) a 2,400-step fine-tune
+    did not make the renders keep time (docs/demo-model.md, Timekeeping)."""
     x0_hat = xt - t[:, None, None] * pred
     return torch.nn.functional.mse_loss(x0_hat.diff(dim=-1), x0.diff(dim=-1))
 
