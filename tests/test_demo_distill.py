@@ -74,3 +74,31 @@ def test_a_short_distillation_exports_a_cfg_free_four_step_model_and_resumes(tmp
     assert config["steerbridge"]["cfg_scale"] == 1.0
     exported = load_model_folder(tmp_path / "export").pretransform.band_mean
     assert torch.equal(exported, weights["pretransform.band_mean"].to(exported.dtype))  # the new teacher's codec
+
+
+def test_logged_gaps_are_the_teacher_corpus_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    from steerbridge.engine.demo import distill as distill_module, fluid
+
+    seen = {}
+
+    def gaps(clips, seed, options):
+        seen["options"] = options
+        return {"mode": 0.3}
+
+    monkeypatch.setattr(distill_module, "synthetic_class_gaps", gaps)
+    monkeypatch.setattr(fluid, "find_fluidsynth", lambda: ("fluidsynth", "sf2"))
+    cfg = DistillConfig(mood_tempo_coupling=0.4)
+    assert distill_module.corpus_gaps(cfg, sample_rate=22050, log=print) == {"mode": 0.3}
+    options = seen["options"]  # the FluidSynth corpus the teacher trained on, not the oscillator default
+    assert (options.synth, options.mood_tempo_coupling, options.sample_rate) == ("fluidsynth", 0.4, 22050)
+
+    def missing():
+        raise fluid.FluidSynthMissing("no fluidsynth")
+
+    monkeypatch.setattr(fluid, "find_fluidsynth", missing)
+    logged = []
+    out = distill_module.corpus_gaps(cfg, sample_rate=22050, log=logged.append)
+    assert out.keys() == {"brightness", "tempo", "mode", "density"} and all(math.isnan(v) for v in out.values())
+    assert "no fluidsynth" in logged[0]

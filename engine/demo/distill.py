@@ -30,6 +30,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import sys
 import time
 import typing as tp
@@ -40,12 +41,12 @@ import torch
 
 from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
-from steerbridge.engine.demo.data import synthetic_class_gaps
+from steerbridge.engine.demo.data import CONTRASTS, synthetic_class_gaps
 from steerbridge.engine.demo.follow import beat_tracker, prompt_following
 from steerbridge.engine.demo.model import export_model, latent_frames, load_model_folder, no_activation_checkpointing
 from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
 
-__all__ = ["DistillConfig", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
+__all__ = ["DistillConfig", "corpus_gaps", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +115,20 @@ def _student_config(teacher_folder: Path, cfg: DistillConfig) -> dict[str, tp.An
     if cfg.griffin_lim_iters:
         config["model"]["pretransform"]["config"]["griffin_lim_iters"] = cfg.griffin_lim_iters
     return config
+
+
+def corpus_gaps(cfg: DistillConfig, *, sample_rate: int, log: tp.Callable[[str], None]) -> dict[str, float]:
+    """The class gaps of the teacher's training corpus (FluidSynth, its caption coupling), which the logged
+    shift / gap divides by; nan without FluidSynth (distillation needs no audio otherwise)."""
+    from steerbridge.engine.demo.fluid import FluidSynthMissing, find_fluidsynth
+
+    try:
+        find_fluidsynth()
+    except FluidSynthMissing as exc:
+        log(f"prompt following is logged without shift / gap: {exc}")
+        return {a: math.nan for a in CONTRASTS}
+    return synthetic_class_gaps(clips=120, seed=cfg.seed, options=CorpusOptions(
+        synth="fluidsynth", mood_tempo_coupling=cfg.mood_tempo_coupling, sample_rate=sample_rate))
 
 
 def _eval(ema: tp.Any, cfg: DistillConfig, step: int, out: Path, log: RunLog, gaps: dict[str, float],
@@ -190,7 +205,7 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
         (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     log(f"distilling {teacher_folder} ({cfg.teacher_steps} steps, CFG {cfg.cfg_scale:g}) into "
         f"{cfg.student_steps} steps without CFG; {cfg}")
-    gaps = synthetic_class_gaps(clips=120, seed=cfg.seed) if eval_pairs else {}
+    gaps = corpus_gaps(cfg, sample_rate=teacher.sample_rate, log=log) if eval_pairs else {}
 
     def save() -> None:
         atomic_save({"step": step, "student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
