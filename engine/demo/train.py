@@ -67,6 +67,7 @@ class TrainConfig:
     synth: str = "fluidsynth"
     slow_swing: bool = False  # corpus: slow clips shuffle (CorpusOptions.slow_swing)
     onset_weight: float = 0.0  # weight of the loss on the clean latent's frame-to-frame change (onset timing)
+    t_mean: float = 0.0  # mean of the logit-normal noise level; > 0 trains more at high noise, where rhythm forms
     init_from: str = ""  # a model folder whose same-shaped weights start the training
 
 
@@ -189,7 +190,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             starts = rng.integers(x0.shape[-1] - cfg.crop_frames + 1, size=cfg.batch)
             x0 = torch.stack([x[:, s:s + cfg.crop_frames] for x, s in zip(x0, starts)])
         texts = [caption(cache.attrs[i], rng=rng) for i in idx]
-        t = torch.sigmoid(torch.randn(cfg.batch))  # logit-normal, as upstream's RF default
+        t = torch.sigmoid(torch.randn(cfg.batch) + cfg.t_mean)  # logit-normal, as upstream's RF default (mean 0)
         noise = torch.randn_like(x0)
         xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise
         for group in opt.param_groups:
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="slow clips shuffle their off-beats, so a beat tracker does not hear double tempo")
     ap.add_argument("--onset-weight", type=float, default=TrainConfig.onset_weight,
                     help="weight of the onset-timing loss (frame-to-frame change of the clean latent; 0: off)")
+    ap.add_argument("--t-mean", type=float, default=TrainConfig.t_mean,
+                    help="mean of the logit-normal noise level (0: upstream's; > 0: more training at high noise)")
     ap.add_argument("--crop-seconds", type=float, default=0.0, help="train on random windows this long (0: whole)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (only on CPUs with native bf16)")
     ap.add_argument("--init-from", default="", help="model folder whose same-shaped weights start training")
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     cfg = TrainConfig(seed=args.seed, steps=args.steps, clips=args.clips, batch=args.batch, lr=args.lr,
                       synth=args.synth, slow_swing=args.slow_swing,
-                      onset_weight=args.onset_weight, init_from=args.init_from, bf16=args.bf16,
+                      onset_weight=args.onset_weight, t_mean=args.t_mean, init_from=args.init_from, bf16=args.bf16,
                       crop_frames=_crop_frames(args.crop_seconds))
     train(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
           checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes,
