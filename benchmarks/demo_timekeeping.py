@@ -80,7 +80,7 @@ def corpus_tempo(clips: int, sr: int) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="the model folder (default: the shipped demo model)")
-    ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER",
+    ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER[@STEPS]",
                     help="also measure this undistilled model (CFG 5, 8 steps or @STEPS); repeatable")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
@@ -91,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from steerbridge.engine.adapters.sat_source import DEMO_DIR
+    from steerbridge.engine.demo.fluid import FluidSynthMissing, find_fluidsynth
     from steerbridge.engine.demo.model import load_model_folder
+
+    try:
+        find_fluidsynth()  # the corpus clips
+        import librosa  # noqa: F401  the beat measures
+    except (FluidSynthMissing, ImportError) as exc:
+        sys.exit(f"demo_timekeeping needs FluidSynth and librosa (pip install -e '.[eval]'): {exc}")
 
     folder = DEMO_DIR if args.model == "demo" else Path(args.model)
     config = json.loads((folder / "model_config.json").read_text()).get("steerbridge", {})
