@@ -23,10 +23,11 @@ _SEEDS = 8_700_000  # outside every training corpus
 
 
 def held_out_renders(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, slow_swing: bool = False,
-                     ) -> tuple[list[str], list[tp.Any], np.ndarray, np.ndarray, list[tp.Any]]:
+                     corpus: bool = True) -> tuple[list[str], list[tp.Any], np.ndarray, tp.Any, tp.Any]:
     """(prompts, attributes, renders, corpus clips after the codec round trip, the corpus clips) for
     ``clips`` held-out captions (every attribute named) at seeds outside every training corpus; ``slow_swing``
-    as the corpus the model was trained on (CorpusOptions.slow_swing)."""
+    as the corpus the model was trained on (CorpusOptions.slow_swing). ``corpus=False``: renders only (the
+    last two are None), for a caller that already has the corpus side."""
     import torch
 
     from steerbridge.engine.demo.captions import ATTRIBUTES, HELD_OUT, caption
@@ -44,14 +45,16 @@ def held_out_renders(model: tp.Any, *, clips: int, steps: int, cfg_scale: float,
     prompts = [caption(a, rng=np.random.default_rng([_SEEDS, i]), mention={k: True for k in ATTRIBUTES})
                for i, a in enumerate(attrs)]
     renders = render_audio(model, prompts, [_SEEDS + i for i in range(clips)], steps=steps, cfg_scale=cfg_scale)
-    corpus = make_clips([_SEEDS + 100 + i for i in range(clips)], attrs=attrs,
-                        options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True,
-                                              slow_swing=slow_swing))
+    if not corpus:
+        return prompts, attrs, renders, None, None
+    reference = make_clips([_SEEDS + 100 + i for i in range(clips)], attrs=attrs,
+                           options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True,
+                                                 slow_swing=slow_swing))
     n = renders.shape[1]
     with torch.no_grad():
-        audio = torch.from_numpy(np.stack([np.pad(c.audio, (0, max(0, n - len(c.audio))))[:n] for c in corpus]))
+        audio = torch.from_numpy(np.stack([np.pad(c.audio, (0, max(0, n - len(c.audio))))[:n] for c in reference]))
         round_trip = model.pretransform.decode(model.pretransform.encode(audio[:, None]))[:, 0].numpy()
-    return prompts, attrs, renders, round_trip, corpus
+    return prompts, attrs, renders, round_trip, reference
 
 
 def tonal_part(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, out: Path,

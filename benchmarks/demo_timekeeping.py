@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = (load_model_folder(Path(path)).eval(), int(steps or 8), 5.0)
     report: dict[str, dict] = {}
     for name, (model, steps, cfg) in models.items():
-        _, attrs, renders, round_trip, corpus = held_out_renders(model, clips=args.clips, steps=steps, cfg_scale=cfg,
-                                                                 slow_swing=args.slow_swing)
+        _, attrs, renders, round_trip, corpus = held_out_renders(  # the corpus side once, with the first model
+            model, clips=args.clips, steps=steps, cfg_scale=cfg, slow_swing=args.slow_swing, corpus=not report)
         sr = model.sample_rate
         rows = [beat_measures(x, sr, a.tempo) for x, a in zip(renders, attrs)]
         report[name] = {"steps": steps, "cfg_scale": cfg, **summarise(rows), "clips": rows}
