@@ -23,15 +23,17 @@ _SEEDS = 8_700_000  # outside every training corpus
 
 
 def held_out_renders(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, slow_swing: bool = False,
-                     corpus: bool = True) -> tuple[list[str], list[tp.Any], np.ndarray, tp.Any, tp.Any]:
+                     corpus: bool = True, beat: bool = False,
+                     ) -> tuple[list[str], list[tp.Any], np.ndarray, tp.Any, tp.Any]:
     """(prompts, attributes, renders, corpus clips after the codec round trip, the corpus clips) for
     ``clips`` held-out captions (every attribute named) at seeds outside every training corpus; ``slow_swing``
     as the corpus the model was trained on (CorpusOptions.slow_swing). ``corpus=False``: renders only (the
-    last two are None), for a caller that already has the corpus side."""
+    last two are None), for a caller that already has the corpus side. ``beat``: a beat-conditioned model
+    (engine/demo/beat.py) is given each corpus clip's BPM and beat phase."""
     import torch
 
     from steerbridge.engine.demo.captions import ATTRIBUTES, HELD_OUT, caption
-    from steerbridge.engine.demo.corpus import CorpusOptions, make_clips, sample_attributes
+    from steerbridge.engine.demo.corpus import CorpusOptions, beat_grid, make_clips, sample_attributes
     from steerbridge.engine.demo.follow import render_audio
 
     sr = model.sample_rate
@@ -44,12 +46,16 @@ def held_out_renders(model: tp.Any, *, clips: int, steps: int, cfg_scale: float,
                      .replace(instrument=inst, tempo=tempo, mode=mode))
     prompts = [caption(a, rng=np.random.default_rng([_SEEDS, i]), mention={k: True for k in ATTRIBUTES})
                for i, a in enumerate(attrs)]
-    renders = render_audio(model, prompts, [_SEEDS + i for i in range(clips)], steps=steps, cfg_scale=cfg_scale)
+    options = CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True, slow_swing=slow_swing)
+    extra = None
+    if beat:
+        grids = [beat_grid(_SEEDS + 100 + i, options=options, attrs=a) for i, a in enumerate(attrs)]
+        extra = [{"beat": {"bpm": bpm, "phase": -first * bpm / 60.0}} for bpm, first in grids]
+    renders = render_audio(model, prompts, [_SEEDS + i for i in range(clips)], steps=steps, cfg_scale=cfg_scale,
+                           extra=extra)
     if not corpus:
         return prompts, attrs, renders, None, None
-    reference = make_clips([_SEEDS + 100 + i for i in range(clips)], attrs=attrs,
-                           options=CorpusOptions(synth="fluidsynth", sample_rate=sr, include_held_out=True,
-                                                 slow_swing=slow_swing))
+    reference = make_clips([_SEEDS + 100 + i for i in range(clips)], attrs=attrs, options=options)
     n = renders.shape[1]
     with torch.no_grad():
         audio = torch.from_numpy(np.stack([np.pad(c.audio, (0, max(0, n - len(c.audio))))[:n] for c in reference]))

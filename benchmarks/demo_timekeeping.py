@@ -1,6 +1,7 @@
 """Does the demo model keep time? Beat periodicity of its renders vs corpus clips of the same attributes.
 
-    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher NAME=FOLDER[@STEPS] ...] [--corpus-clips N]
+    .venv/bin/python benchmarks/demo_timekeeping.py [--clips 24] [--teacher NAME=FOLDER[@STEPS][,nobeat] ...]
+                                                    [--corpus-clips N]
 
 A beat tracker (librosa's tempo estimate) hears a tempo when the onsets repeat
 at one period. For held-out captions (every attribute named; the same renders
@@ -14,7 +15,10 @@ and corpus clips as the acceptance's tonal-clarity part), per clip:
   (slow 65-85, medium 100-120, fast 140-170 BPM, +-8 %).
 
 for the shipped model at its preset settings, the corpus clips after the
-codec round trip, and optionally undistilled teachers (CFG 5, 8 steps or ``@STEPS``).
+codec round trip, and optionally undistilled teachers (CFG 5, 8 steps or ``@STEPS``). A
+beat-conditioned model (``train --beat``) is given each corpus clip's BPM and beat
+phase, unless its spec ends ``,nobeat``; for it, ``exact_bpm`` is how often
+librosa's tempo is within 8 % of the BPM it was given.
 With ``--corpus-clips N`` it also asks how often librosa's tempo is the
 clip's true BPM (within 8 %) on N corpus clips per tempo class and density,
 with straight and with swung slow off-beats (``CorpusOptions.slow_swing``).
@@ -55,6 +59,11 @@ def beat_measures(audio: np.ndarray, sr: int, tempo_class: str) -> dict[str, flo
             "librosa_tempo": tempo, "class_hit": float(lo / 1.08 <= tempo <= hi * 1.08)}
 
 
+def exact_bpm(rows: list[dict[str, float]], bpms: list[float]) -> float:
+    """How often librosa's tempo is within 8 % of ``bpms`` (the clips' true, or the asked, BPM)."""
+    return float(np.mean([abs(r["librosa_tempo"] / b - 1) < 0.08 for r, b in zip(rows, bpms)]))
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("periodicity", "ioi_cv", "class_hit")}
 
@@ -80,8 +89,9 @@ def corpus_tempo(clips: int, sr: int) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="the model folder (default: the shipped demo model)")
-    ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER[@STEPS]",
-                    help="also measure this undistilled model (CFG 5, 8 steps or @STEPS); repeatable")
+    ap.add_argument("--teacher", action="append", default=[], metavar="NAME=FOLDER[@STEPS][,nobeat]",
+                    help="also measure this undistilled model (CFG 5, 8 steps or @STEPS; a beat-conditioned one "
+                         "without its beat input: ,nobeat); repeatable")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
                     "(as a model trained with train --slow-swing)")
@@ -102,29 +112,35 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = DEMO_DIR if args.model == "demo" else Path(args.model)
     config = json.loads((folder / "model_config.json").read_text()).get("steerbridge", {})
-    models = {"model": (load_model_folder(folder).eval(), config.get("steps", 8), config.get("cfg_scale", 5.0))}
+    models = {"model": (load_model_folder(folder).eval(), config.get("steps", 8), config.get("cfg_scale", 5.0), True)}
     for spec in args.teacher:
         name, _, path = spec.partition("=")
+        path, _, flag = path.partition(",")
         path, _, steps = path.partition("@")
-        if not path or not (steps or "8").isdigit():
-            ap.error(f"--teacher {spec}: give NAME=FOLDER or NAME=FOLDER@STEPS")
-        models[name] = (load_model_folder(Path(path)).eval(), int(steps or 8), 5.0)
+        if not path or not (steps or "8").isdigit() or flag not in ("", "nobeat"):
+            ap.error(f"--teacher {spec}: give NAME=FOLDER, NAME=FOLDER@STEPS, optionally followed by ,nobeat")
+        models[name] = (load_model_folder(Path(path)).eval(), int(steps or 8), 5.0, flag != "nobeat")
     report: dict[str, dict] = {}
-    for name, (model, steps, cfg) in models.items():
+    bpms: list[float] = []  # the corpus clips', which a beat-conditioned model is given
+    for name, (model, steps, cfg, use_beat) in models.items():
+        beat = use_beat and "beat" in model.conditioner.conditioners
         _, attrs, renders, round_trip, corpus = held_out_renders(  # the corpus side once, with the first model
-            model, clips=args.clips, steps=steps, cfg_scale=cfg, slow_swing=args.slow_swing, corpus=not report)
+            model, clips=args.clips, steps=steps, cfg_scale=cfg, slow_swing=args.slow_swing, corpus=not report,
+            beat=beat)
         sr = model.sample_rate
+        bpms = bpms or [c.bpm for c in corpus]
         rows = [beat_measures(x, sr, a.tempo) for x, a in zip(renders, attrs)]
-        report[name] = {"steps": steps, "cfg_scale": cfg, **summarise(rows), "clips": rows}
+        report[name] = {"steps": steps, "cfg_scale": cfg, "beat": beat, **summarise(rows),
+                        **({"exact_bpm": exact_bpm(rows, bpms)} if beat else {}), "clips": rows}
         if "corpus" not in report:
             rows = [beat_measures(x, sr, a.tempo) for x, a in zip(round_trip, attrs)]
-            hits = [abs(r["librosa_tempo"] / c.bpm - 1) < 0.08 for r, c in zip(rows, corpus)]
-            report["corpus"] = {**summarise(rows), "exact_bpm": float(np.mean(hits)), "clips": rows}
+            report["corpus"] = {**summarise(rows), "exact_bpm": exact_bpm(rows, bpms), "clips": rows}
     w = max(map(len, report))
-    print(f"{'':{w}s} {'periodicity':>11s} {'IOI CV':>7s} {'tempo class hit':>15s}")
+    print(f"{'':{w}s} {'periodicity':>11s} {'IOI CV':>7s} {'tempo class hit':>15s} {'exact BPM':>9s}")
     for name, r in report.items():
         if "periodicity" in r:
-            print(f"{name:{w}s} {r['periodicity']:11.2f} {r['ioi_cv']:7.2f} {r['class_hit']:15.0%}")
+            exact = f"{r['exact_bpm']:9.0%}" if "exact_bpm" in r else f"{'':9s}"
+            print(f"{name:{w}s} {r['periodicity']:11.2f} {r['ioi_cv']:7.2f} {r['class_hit']:15.0%} {exact}")
     if args.corpus_clips:
         report["corpus_tempo"] = corpus_tempo(args.corpus_clips, sr)
         print(f"librosa tempo within 8 % of the clip's BPM ({args.corpus_clips} corpus clips):")

@@ -35,8 +35,8 @@ from scipy import signal
 from steerbridge.engine.demo import score
 from steerbridge.engine.demo.captions import ATTRIBUTES, Attributes, caption, is_held_out
 
-__all__ = ["CorpusOptions", "Clip", "SAMPLE_RATE", "SYNTHS", "TEMPO_BPM", "sample_attributes", "make_clip",
-           "make_clips", "render_clip"]
+__all__ = ["CorpusOptions", "Clip", "SAMPLE_RATE", "SYNTHS", "TEMPO_BPM", "beat_grid", "sample_attributes",
+           "make_clip", "make_clips", "render_clip"]
 
 SAMPLE_RATE = 16_000
 # "procedural": the oscillators below (the first demo model's corpus, no dependencies);
@@ -117,6 +117,20 @@ def _draw(seed: int, options: CorpusOptions, attrs: Attributes | None) -> tuple[
         bpm = float(rng.uniform(lo, hi))
         key = int(rng.integers(12))
     return rng, attrs, bpm, key
+
+
+def beat_grid(seed: int, *, options: CorpusOptions = CorpusOptions(),
+              attrs: Attributes | None = None) -> tuple[float, float]:
+    """(BPM, seconds to the first beat) of the FluidSynth clip for ``seed`` (and ``attrs``, as
+    :func:`make_clip`), without rendering it.
+
+    The score's first random draw after the clip's BPM and key is its offset
+    (score.compose); beat conditioning (engine/demo/beat.py) needs where the
+    training clips' beats fall, which the cache does not store."""
+    if options.synth != "fluidsynth":
+        raise ValueError("beat_grid: only the FluidSynth corpus' scores are known (synth='fluidsynth')")
+    rng, _, bpm, _ = _draw(int(seed), options, attrs)
+    return bpm, score.first_beat(rng, bpm)
 
 
 def make_clip(seed: int, *, options: CorpusOptions = CorpusOptions(),

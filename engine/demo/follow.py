@@ -75,11 +75,12 @@ def caption_pairs(attribute: str, *, n: int, seed: int = 0) -> list[tuple[str, s
 
 @torch.no_grad()
 def render_latents(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: int,
-                   cfg_scale: float, frames: int) -> torch.Tensor:
-    """Sample latents [B, channels, frames] with upstream's rectified-flow sampler."""
+                   cfg_scale: float, frames: int, extra: list[dict[str, tp.Any]] | None = None) -> torch.Tensor:
+    """Sample latents [B, channels, frames] with upstream's rectified-flow sampler; ``extra``: per prompt,
+    more conditioning metadata (a beat-conditioned model's ``beat``, engine/demo/beat.py)."""
     noise = torch.stack([torch.randn(model.io_channels, frames, generator=torch.Generator().manual_seed(s))
                          for s in seeds])
-    cond = model.conditioner([{"prompt": p} for p in prompts], "cpu")
+    cond = model.conditioner([{"prompt": p, **(extra[i] if extra else {})} for i, p in enumerate(prompts)], "cpu")
     inputs = model.get_conditioning_inputs(cond)
     return sat("sampling").sample_rf(model.model, noise, steps=steps, cfg_scale=cfg_scale,
                                      batch_cfg=True, rescale_cfg=True, device="cpu",
@@ -87,13 +88,14 @@ def render_latents(model: tp.Any, prompts: list[str], seeds: list[int], *, steps
 
 
 def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: int = 8,
-                 cfg_scale: float = 5.0, frames: int | None = None, chunk: int = 16) -> np.ndarray:
+                 cfg_scale: float = 5.0, frames: int | None = None, chunk: int = 16,
+                 extra: list[dict[str, tp.Any]] | None = None) -> np.ndarray:
     """Rendered audio [B, samples] (mono), in chunks to bound memory; ``frames`` defaults to 4 s."""
     frames = frames or int(4.0 * model.sample_rate) // model.pretransform.downsampling_ratio
     out = []
     for i in range(0, len(prompts), chunk):
         z = render_latents(model, prompts[i:i + chunk], seeds[i:i + chunk], steps=steps,
-                           cfg_scale=cfg_scale, frames=frames)
+                           cfg_scale=cfg_scale, frames=frames, extra=extra[i:i + chunk] if extra else None)
         out.append(model.pretransform.decode(z)[:, 0].numpy())
     return np.concatenate(out)
 

@@ -1,8 +1,8 @@
 """Build, export and load the demo model through stable-audio-tools' own factory.
 
 Importing this module registers the demo's custom components
-(``steerbridge_mel`` pretransform, ``steerbridge_minilm`` and
-``steerbridge_minilm_pooled`` conditioners) with :mod:`steerbridge.engine.runtime.components`;
+(``steerbridge_mel`` pretransform, ``steerbridge_minilm``,
+``steerbridge_minilm_pooled`` and ``steerbridge_beat`` conditioners) with :mod:`steerbridge.engine.runtime.components`;
 anything that builds a model from ``engine/demo/config.json`` or an exported
 demo folder must import it first (the engine's model source does).
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from steerbridge.engine.adapters.sat import sat
+from steerbridge.engine.demo import beat as _beat  # noqa: F401  (registers steerbridge_beat)
 from steerbridge.engine.demo import codec as _codec  # noqa: F401  (registers steerbridge_mel)
 from steerbridge.engine.demo import text as _text  # noqa: F401  (registers the MiniLM conditioners)
 from steerbridge.engine.runtime.components import custom_components

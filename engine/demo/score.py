@@ -37,7 +37,7 @@ import numpy as np
 
 from steerbridge.engine.demo.captions import Attributes
 
-__all__ = ["Note", "Score", "PROGRAMS", "TEMPO_BPM_V2", "TONICS", "compose"]
+__all__ = ["Note", "Score", "PROGRAMS", "TEMPO_BPM_V2", "TONICS", "compose", "first_beat"]
 
 # General MIDI programs (0-based) per instrument class, and the bass under them.
 PROGRAMS: dict[str, int] = {"piano": 0, "pluck": 46, "pad": 48, "bell": 9}
@@ -74,12 +74,17 @@ def _chord(tonic: int, scale: tuple[int, ...], degree: int) -> list[int]:
     return [tonic + 12 * ((degree + j) // 7) + scale[(degree + j) % 7] for j in (0, 2, 4)]
 
 
+def first_beat(rng: np.random.Generator, bpm: float) -> float:
+    """Seconds to the clip's first beat: the first draw :func:`compose` makes (corpus.beat_grid replays it)."""
+    return float(rng.uniform(0.0, 0.2)) * (60.0 / bpm)  # the same float as before it was factored out
+
+
 def compose(attrs: Attributes, *, bpm: float, key: int, rng: np.random.Generator,
             seconds: float = 4.0, swing: bool = False) -> Score:
     """The notes of one clip: chords, melody, bass and (optionally) drums; ``swing``: slow clips shuffle."""
     beat = 60.0 / bpm
     off = 2.0 / 3.0 if swing and attrs.tempo == "slow" else 0.5  # where the off-beat falls in a beat
-    offset = float(rng.uniform(0.0, 0.2)) * beat
+    offset = first_beat(rng, bpm)
     n_beats = int(np.ceil((seconds - offset) / beat)) + 1
     scale = _MAJOR if attrs.mode == "major" else _MINOR
     busy = attrs.density == "busy"

@@ -32,13 +32,15 @@ import dataclasses
 import json
 import sys
 import time
+import typing as tp
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from steerbridge.engine.demo.beat import with_beat
 from steerbridge.engine.demo.captions import caption
-from steerbridge.engine.demo.corpus import CorpusOptions
+from steerbridge.engine.demo.corpus import CorpusOptions, beat_grid
 from steerbridge.engine.demo.data import CorpusCache, build_cache, class_gaps
 from steerbridge.engine.demo.follow import beat_tracker, prompt_following
 from steerbridge.engine.demo.model import (CONFIG_PATH, build_model, export_model, latent_frames,
@@ -68,15 +70,23 @@ class TrainConfig:
     slow_swing: bool = False  # corpus: slow clips shuffle (CorpusOptions.slow_swing)
     onset_weight: float = 0.0  # weight of the loss on the clean latent's frame-to-frame change (onset timing)
     t_mean: float = 0.0  # mean of the logit-normal noise level; > 0 trains more at high noise, where rhythm forms
-    init_from: str = ""  # a model folder whose same-shaped weights start the training
+    init_from: str = ""  # a model folder whose same-shaped (or smaller, --beat) weights start the training
+    beat: bool = False  # condition on the clip's beat (engine/demo/beat.py)
+    beat_dropout: float = 0.2  # with --beat: the share of steps shown no beat, so text alone still renders
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
     return cosine_lr(step, peak=cfg.lr, warmup=cfg.warmup, total=cfg.steps, floor=cfg.final_lr_fraction)
 
 
+def model_config(cfg: TrainConfig) -> dict[str, tp.Any]:
+    """The model's config: engine/demo/config.json, with the beat input when ``cfg.beat``."""
+    config = json.loads(CONFIG_PATH.read_text())
+    return with_beat(config) if cfg.beat else config
+
+
 def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: RunLog, *,
-          pairs: int, bf16: bool = False) -> None:
+          pairs: int, config: dict[str, tp.Any], bf16: bool = False) -> None:
     """Log prompt-following of the EMA model and export it (a usable model at every eval)."""
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -88,7 +98,7 @@ def _eval(ema: torch.nn.Module, cache: CorpusCache, step: int, out: Path, log: R
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": step, "time": time.time(),
                             "follow": [dataclasses.asdict(s) for s in stats]}) + "\n")
-    size = export_model(ema, out / "export")
+    size = export_model(ema, out / "export", config)
     log(f"exported {out / 'export'} ({size / 1e6:.1f} MB, strict load ok) at step {step}")
 
 
@@ -110,16 +120,43 @@ def _init_from(model: torch.nn.Module, folder: Path) -> str:
 
     The second-generation model keeps the first's transformer and text layers
     but not its latent (other bands, patch size): its in/out projections start
-    fresh while what was learnt about the prompts carries over."""
+    fresh while what was learnt about the prompts carries over. A tensor that
+    only grew (the DiT's input projections when ``--beat`` adds input
+    channels, which come last) keeps the old weights in its leading block and
+    zeros in the rest: the extended model starts as the old one, blind to the
+    new channels until training teaches it to read them."""
     from safetensors.torch import load_file
 
     source = load_file(str(folder / "model.safetensors"))
     state = model.state_dict()
-    same = {k: v.to(state[k].dtype) for k, v in source.items()
-            if k in state and v.shape == state[k].shape and not k.startswith("pretransform.")}
+    same, grown = {}, {}
+    for k, v in source.items():
+        if k not in state or k.startswith("pretransform."):
+            continue
+        if v.shape == state[k].shape:
+            same[k] = v.to(state[k].dtype)
+        elif v.dim() == state[k].dim() and all(a <= b for a, b in zip(v.shape, state[k].shape)):
+            w = torch.zeros_like(state[k])
+            w[tuple(slice(0, n) for n in v.shape)] = v.to(w.dtype)
+            grown[k] = w
     state.update(same)
+    state.update(grown)
     model.load_state_dict(state, strict=True)
-    return f"init from {folder}: {len(same)} of {len(state)} tensors reused"
+    return (f"init from {folder}: {len(same)} of {len(state)} tensors reused"
+            + (f", {len(grown)} grown ({', '.join(sorted(grown))})" if grown else ""))
+
+
+def _beat_values(grids: list[tuple[float, float]], idx: np.ndarray, starts: np.ndarray, frames: int,
+                 hop_s: float, rng: np.random.Generator, dropout: float) -> list[tp.Any]:
+    """Per batch item, the beat conditioner's value for the window of ``frames`` (``hop_s`` seconds each)
+    from frame ``starts`` of clip ``idx`` (whose (BPM, first beat) is in ``grids``); None, no beat, for a
+    ``dropout`` share."""
+    out: list[tp.Any] = []
+    for i, s in zip(idx, starts):
+        bpm, first = grids[int(i)]
+        out.append(None if rng.random() < dropout else
+                   {"bpm": bpm, "seconds": frames * hop_s, "phase": (int(s) * hop_s - first) * bpm / 60.0})
+    return out
 
 
 def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, threads: int,
@@ -139,9 +176,9 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
         # The stored options win, except a longer (or shorter) step budget asked for now.
         cfg = dataclasses.replace(TrainConfig(**ckpt["config"]), steps=cfg.steps)
     torch.manual_seed(cfg.seed)
-    model = build_model()
+    config = model_config(cfg)
+    model = build_model(config)
     no_activation_checkpointing(model)
-    config = json.loads(CONFIG_PATH.read_text())
     options = CorpusOptions(mood_tempo_coupling=cfg.mood_tempo_coupling, synth=cfg.synth,
                             sample_rate=config["sample_rate"], slow_swing=cfg.slow_swing)
     if cfg.synth == "fluidsynth":
@@ -150,6 +187,8 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
         find_fluidsynth()  # fail now, with how to install it, not after minutes of set-up
     cache = build_cache(out / "cache", clips=cfg.clips, seed=cfg.seed, options=options,
                         codec=model.pretransform, codec_config=config["model"]["pretransform"], log=log)
+    hop_s = config["model"]["pretransform"]["config"]["hop"] / config["sample_rate"]
+    grids = [beat_grid(int(s), options=options) for s in cache.seeds] if cfg.beat else []
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -186,17 +225,22 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
             break
         idx = np.sort(rng.integers(n, size=cfg.batch))
         x0 = torch.from_numpy(np.asarray(cache.latents[idx], dtype=np.float32))
+        starts = np.zeros(cfg.batch, dtype=int)
         if 0 < cfg.crop_frames < x0.shape[-1]:
             starts = rng.integers(x0.shape[-1] - cfg.crop_frames + 1, size=cfg.batch)
             x0 = torch.stack([x[:, s:s + cfg.crop_frames] for x, s in zip(x0, starts)])
         texts = [caption(cache.attrs[i], rng=rng) for i in idx]
+        meta = [{"prompt": s} for s in texts]
+        if cfg.beat:
+            for m, b in zip(meta, _beat_values(grids, idx, starts, x0.shape[-1], hop_s, rng, cfg.beat_dropout)):
+                m["beat"] = b
         t = torch.sigmoid(torch.randn(cfg.batch) + cfg.t_mean)  # logit-normal, as upstream's RF default (mean 0)
         noise = torch.randn_like(x0)
         xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            cond = model.conditioner([{"prompt": s} for s in texts], "cpu")
+            cond = model.conditioner(meta, "cpu")
             keep = (torch.rand(cfg.batch) >= cfg.global_dropout).float()[:, None, None]
             pooled, mask = cond["prompt_pooled"]
             cond["prompt_pooled"] = (pooled * keep, mask)
@@ -209,8 +253,10 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
                                ema_decay=min(cfg.ema_decay, (1 + step) / (10 + step))))
         if step % 20 == 0:
             log(rate_line(step, cfg.steps, losses, _lr(cfg, step), start, window=20))
-        cadence.tick(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16))
-    cadence.finish(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, bf16=cfg.bf16))
+        cadence.tick(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, config=config,
+                                                   bf16=cfg.bf16))
+    cadence.finish(step, save, lambda: _eval(ema, cache, step, out, log, pairs=eval_pairs, config=config,
+                                                   bf16=cfg.bf16))
 
 
 def _crop_frames(seconds: float) -> int:
@@ -235,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight of the onset-timing loss (frame-to-frame change of the clean latent; 0: off)")
     ap.add_argument("--t-mean", type=float, default=TrainConfig.t_mean,
                     help="mean of the logit-normal noise level (0: upstream's; > 0: more training at high noise)")
+    ap.add_argument("--beat", action="store_true",
+                    help="condition on the clip's beat (BPM and phase as input channels; engine/demo/beat.py)")
     ap.add_argument("--crop-seconds", type=float, default=0.0, help="train on random windows this long (0: whole)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (only on CPUs with native bf16)")
     ap.add_argument("--init-from", default="", help="model folder whose same-shaped weights start training")
@@ -245,13 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt's EMA and exit")
     args = ap.parse_args(argv)
     if args.export_only:
-        ema = build_model()
-        ema.load_state_dict(torch.load(args.out / "checkpoint.pt", weights_only=False)["ema"], strict=True)
-        print(f"exported {export_model(ema, args.out / 'export') / 1e6:.1f} MB to {args.out / 'export'}")
+        ckpt = torch.load(args.out / "checkpoint.pt", weights_only=False)
+        config = model_config(TrainConfig(**ckpt["config"]))
+        ema = build_model(config)
+        ema.load_state_dict(ckpt["ema"], strict=True)
+        print(f"exported {export_model(ema, args.out / 'export', config) / 1e6:.1f} MB to {args.out / 'export'}")
         return
     cfg = TrainConfig(seed=args.seed, steps=args.steps, clips=args.clips, batch=args.batch, lr=args.lr,
                       synth=args.synth, slow_swing=args.slow_swing,
                       onset_weight=args.onset_weight, t_mean=args.t_mean, init_from=args.init_from, bf16=args.bf16,
+                      beat=args.beat,
                       crop_frames=_crop_frames(args.crop_seconds))
     train(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
           checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes,

@@ -43,6 +43,7 @@ _PROVIDERS = {
     "steerbridge_mel": "steerbridge.engine.demo.codec",
     "steerbridge_minilm": "steerbridge.engine.demo.text",
     "steerbridge_minilm_pooled": "steerbridge.engine.demo.text",
+    "steerbridge_beat": "steerbridge.engine.demo.beat",
 }
 
 
