@@ -106,3 +106,37 @@ def test_training_windows_get_the_phase_of_their_first_frame() -> None:
     assert values[1]["seconds"] == pytest.approx(172 * hop_s)
     dropped = _beat_values(grids * 50, np.arange(100), np.zeros(100, int), 172, hop_s, np.random.default_rng(0), 0.3)
     assert 15 <= sum(v is None for v in dropped) <= 45
+
+
+def test_distillation_beats_fit_the_caption_tempo_and_the_trajectory_length() -> None:
+    from steerbridge.engine.demo.captions import Attributes
+    from steerbridge.engine.demo.distill import beat_value
+
+    rng = np.random.default_rng(0)
+    attrs = Attributes(instrument="piano", tempo="fast", mode="major", brightness="bright", drums="drums",
+                       density="busy")
+    values = [beat_value(attrs, rng, 0.2, 2.0) for _ in range(200)]
+    beats = [v for v in values if v is not None]
+    assert 20 <= 200 - len(beats) <= 60
+    lo, hi = score.TEMPO_BPM_V2["fast"]
+    assert all(lo <= v["bpm"] <= hi and v["seconds"] == 2.0 for v in beats)
+
+
+@pytest.mark.slow
+def test_a_beat_teacher_distils_into_a_beat_student_grown_from_an_earlier_one(beat_model, beat_config,
+                                                                             tmp_path) -> None:
+    from steerbridge.engine.adapters.sat_source import DEMO_DIR
+    from steerbridge.engine.demo.distill import DistillConfig, distill
+
+    export_model(beat_model, tmp_path / "teacher", beat_config)
+    cfg = DistillConfig(teacher=str(tmp_path / "teacher"), steps=1, batch=2, frames=8, warmup=1,
+                        init_from=str(DEMO_DIR))
+    distill(tmp_path / "out", cfg=cfg, minutes=None, resume=False, threads=1, checkpoint_minutes=60.0,
+            eval_minutes=60.0, eval_pairs=0)
+    assert "2 grown" in (tmp_path / "out" / "distill.log").read_text()
+    student = load_model_folder(tmp_path / "out" / "export")
+    assert student.model.model.input_concat_dim == BEAT_CHANNELS
+    shipped = load_model_folder(DEMO_DIR).state_dict()
+    key = "model.model.transformer.layers.0.cross_attn.to_q.weight"  # the earlier student's, one small step on
+    assert (student.state_dict()[key] - shipped[key]).abs().max() < 0.05
+    assert not torch.equal(student.state_dict()[key], beat_model.state_dict()[key])

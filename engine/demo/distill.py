@@ -41,6 +41,7 @@ import torch
 
 from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
+from steerbridge.engine.demo.score import TEMPO_BPM_V2
 from steerbridge.engine.demo.data import CONTRASTS, synthetic_class_gaps
 from steerbridge.engine.demo.follow import beat_tracker, prompt_following
 from steerbridge.engine.demo.model import export_model, latent_frames, load_model_folder, no_activation_checkpointing
@@ -65,6 +66,8 @@ class DistillConfig:
     reuse: int = 2                # optimiser steps per teacher batch (the teacher is over half of a step's time)
     mood_tempo_coupling: float = 0.4  # caption distribution as the teacher's training corpus
     griffin_lim_iters: int = 0    # the exported decoder's Griffin-Lim iterations (0: the teacher's)
+    init_from: str = ""           # a model folder (an earlier student) whose weights start the student
+    beat_dropout: float = 0.2     # a beat-conditioned teacher: the share of trajectories given no beat
 
 
 def rf_schedule(steps: int) -> torch.Tensor:
@@ -102,6 +105,16 @@ def teacher_targets(teacher: tp.Any, inputs: dict[str, tp.Any], noise: torch.Ten
             tt.append(ts[k * ratio].expand(x.shape[0]))
             vs.append((x - start) / (ts[(k + 1) * ratio] - ts[k * ratio]))
     return torch.cat(xs).clone(), torch.cat(tt).clone(), torch.cat(vs).clone()
+
+
+def beat_value(attrs: tp.Any, rng: np.random.Generator, dropout: float, seconds: float) -> dict[str, float] | None:
+    """A beat for a ``seconds``-long trajectory of a caption with ``attrs``: a BPM in its tempo class' corpus
+    range and a random phase (as training crops start anywhere), or None (no beat) for a ``dropout`` share.
+    The length matters: the DiT stretches a beat input of another length to the latent's."""
+    if rng.random() < dropout:
+        return None
+    lo, hi = TEMPO_BPM_V2[attrs.tempo]
+    return {"bpm": float(rng.uniform(lo, hi)), "phase": float(rng.uniform(0.0, 2.0)), "seconds": seconds}
 
 
 def _lr(cfg: DistillConfig, step: int) -> float:
@@ -181,6 +194,10 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
         sys.exit(f"--teacher {teacher_folder}: no model.safetensors there (give the demo model folder)")
     teacher = load_model_folder(teacher_folder)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
+    if cfg.init_from and ckpt is None:  # e.g. the shipped student, grown to take the teacher's beat input
+        from steerbridge.engine.demo.train import _init_from
+
+        log(_init_from(student, Path(cfg.init_from)))
     no_activation_checkpointing(student)
     student.pretransform.requires_grad_(False)
     student.conditioner.requires_grad_(False)
@@ -206,6 +223,8 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
     log(f"distilling {teacher_folder} ({cfg.teacher_steps} steps, CFG {cfg.cfg_scale:g}) into "
         f"{cfg.student_steps} steps without CFG; {cfg}")
     gaps = corpus_gaps(cfg, sample_rate=teacher.sample_rate, log=log) if eval_pairs else {}
+    beat = "beat" in teacher.conditioner.conditioners
+    seconds = cfg.frames * teacher.pretransform.downsampling_ratio / teacher.sample_rate
 
     def save() -> None:
         atomic_save({"step": step, "student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -216,11 +235,18 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
     start = cadence.start
     losses: list[float] = []
     while step < cfg.steps and cadence.running():
-        texts = [caption(sample_attributes(rng, options=options), rng=rng) for _ in range(cfg.batch)]
+        drawn, texts = [], []
+        for _ in range(cfg.batch):  # drawn and captioned in turn: the random stream of the runs before beats
+            drawn.append(sample_attributes(rng, options=options))
+            texts.append(caption(drawn[-1], rng=rng))
+        meta = [{"prompt": s} for s in texts]
+        if beat:
+            for m, a in zip(meta, drawn):
+                m["beat"] = beat_value(a, rng, cfg.beat_dropout, seconds)
         noise = torch.randn(cfg.batch, teacher.io_channels, cfg.frames,
                             generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
         with torch.inference_mode():
-            inputs = teacher.get_conditioning_inputs(teacher.conditioner([{"prompt": s} for s in texts], "cpu"))
+            inputs = teacher.get_conditioning_inputs(teacher.conditioner(meta, "cpu"))
         x, t, v = teacher_targets(teacher.model, inputs, noise, teacher_steps=cfg.teacher_steps,
                                   student_steps=cfg.student_steps, cfg_scale=cfg.cfg_scale)
         student_inputs = {k: (torch.cat([val] * cfg.student_steps).clone() if torch.is_tensor(val) else val)
@@ -255,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--griffin-lim-iters", type=int, default=0,
                     help="Griffin-Lim iterations of the exported model's decoder (0: the teacher's; "
                          "benchmarks/demo_decoders.py compares them)")
+    ap.add_argument("--init-from", default="",
+                    help="start the student from this model folder's weights (e.g. the shipped student when the "
+                         "teacher adds the beat input; grown input projections start at zero)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--eval-minutes", type=float, default=20.0)
@@ -272,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     config = json.loads((Path(args.teacher) / "model_config.json").read_text())
     cfg = DistillConfig(teacher=str(Path(args.teacher).resolve()), seed=args.seed, steps=args.steps, batch=args.batch,
                         frames=latent_frames(config, args.seconds), lr=args.lr, reuse=args.reuse,
-                        griffin_lim_iters=args.griffin_lim_iters)
+                        griffin_lim_iters=args.griffin_lim_iters, init_from=args.init_from)
     distill(args.out, cfg=cfg, minutes=args.minutes, resume=args.resume, threads=args.threads,
             checkpoint_minutes=args.checkpoint_minutes, eval_minutes=args.eval_minutes, eval_pairs=args.eval_pairs)
 
