@@ -140,3 +140,23 @@ def test_a_beat_teacher_distils_into_a_beat_student_grown_from_an_earlier_one(be
     key = "model.model.transformer.layers.0.cross_attn.to_q.weight"  # the earlier student's, one small step on
     assert (student.state_dict()[key] - shipped[key]).abs().max() < 0.05
     assert not torch.equal(student.state_dict()[key], beat_model.state_dict()[key])
+
+
+def test_the_engine_gives_a_renders_bpm_to_a_beat_model_and_no_other(beat_model, beat_config, tmp_path) -> None:
+    import dataclasses
+
+    from steerbridge.engine.runtime.errors import EngineError
+    from steerbridge.engine.runtime.render import RenderRequest, load_model
+
+    export_model(beat_model, tmp_path, beat_config)
+    engine = load_model(tmp_path)  # a model folder, through the engine's normal path
+    assert engine.adapter.takes_bpm
+    request = RenderRequest(prompt="piano loop", seed=3, seconds=1.0, steps=2, cfg_scale=1.0)
+    plain, at_90, at_140 = (engine.render(dataclasses.replace(request, bpm=b)).audio for b in (None, 90.0, 140.0))
+    assert not np.allclose(plain, at_90) and not np.allclose(at_90, at_140)
+    assert np.array_equal(at_90, engine.render(dataclasses.replace(request, bpm=90.0)).audio)
+    demo = load_model("demo")
+    if not demo.adapter.takes_bpm:  # a model without a beat input plays the same loop whatever the tempo
+        assert np.array_equal(demo.render(request).audio, demo.render(dataclasses.replace(request, bpm=90.0)).audio)
+    with pytest.raises(EngineError, match="bpm must be in 20..400"):
+        RenderRequest(prompt="piano loop", bpm=10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from pathlib import Path
@@ -140,6 +141,13 @@ def test_job_codec_round_trip_and_strictness(tmp_path) -> None:
     wire = job_to_wire(job, lambda p: names.setdefault(p, "ab" * 32))
     back = job_from_wire(wire, lambda sha: next(p for p, n in names.items() if n == sha))
     assert back == job
+    with_beat = dataclasses.replace(job, bpm=96.5)  # a beat-conditioned model's tempo travels too
+    assert job_from_wire(job_to_wire(with_beat, names.get), lambda sha: next(p for p, n in names.items()
+                                                                            if n == sha)) == with_beat
+    wire["render"]["bpm"] = 1000
+    with pytest.raises(WireError, match="'bpm' must be a finite number in 20..400"):
+        job_from_wire(wire, lambda sha: "x")
+    wire["render"]["bpm"] = None
     wire["render"]["steps"] = 3.0
     with pytest.raises(WireError, match="'steps' must be an integer"):
         job_from_wire(wire, lambda sha: "x")

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", help="sampler name (default: the model family's)")
     p.add_argument("--decoder", choices=("griffin-lim", "hifigan"),
                    help="demo model only: griffin-lim (default, fast) or hifigan (cleaner, ~7x slower)")
+    p.add_argument("--bpm", type=float,
+                   help="tempo for a model with a beat input (a demo model trained with --beat): it plays at this "
+                        "BPM, a beat on the loop's start; other models ignore it")
     p.add_argument("--backend", choices=BACKENDS,
                    help="denoiser backend (default: the preset's, else torch); onnx needs `steerbridge export-onnx`")
     p.add_argument("--steer", action="append", default=[], metavar="FILE=ALPHA",
@@ -130,7 +133,7 @@ def _plan(args: argparse.Namespace):
                 sweep_terms = tuple(replace(t, alpha=alpha) if s == name else t for t, s in zip(terms, stems))
                 runs.append((f"{name} α {alpha:+.2f}", name, alpha, alpha, replace(base, terms=sweep_terms)))
     overrides = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg_scale), ("sampler", args.sampler),
-                                   ("decoder", args.decoder),
+                                   ("decoder", args.decoder), ("bpm", args.bpm),
                                    ("cfg_mode", args.cfg_mode), ("start_step", args.start_step),
                                    ("alpha_units", args.alpha_units)) if v is not None}
     runs = [(label, knob, value, alpha, replace(job, **overrides)) for label, knob, value, alpha, job in runs]

@@ -35,7 +35,7 @@ import numpy as np
 
 from steerbridge.bridge.engine_link.jobs import (Event, JobCancelled, JobDone, JobFailed, Progress, RenderJob,
                                                  RenderResult, SweepJob, VectorTerm)
-from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, MAX_SECONDS, MAX_STEPS
+from steerbridge.engine.vocab import ALPHA_UNITS, CFG_MODES, MAX_BPM, MAX_SECONDS, MAX_STEPS, MIN_BPM
 
 __all__ = ["PROTOCOL", "DEFAULT_PORT", "WireError", "AuthError", "seal", "unseal", "denial", "read_denial",
            "load_token", "write_new_token", "default_token_path", "job_to_wire", "job_from_wire", "event_to_wire",
@@ -220,7 +220,7 @@ def _layers(value: Any, key: str) -> tuple[int, ...] | None:
 # ---------------------------------------------------------------- jobs
 _TERM_KEYS = {"vector", "alpha", "layers", "one_to_all", "orthogonalize_against"}
 _RENDER_KEYS = {"prompt", "seed", "seconds", "steps", "cfg_scale", "sampler", "negative_prompt", "terms",
-                "cfg_mode", "start_step", "alpha_units"}
+                "cfg_mode", "start_step", "alpha_units", "bpm"}
 
 
 def _render_to_wire(job: RenderJob, vector: Callable[[str], str]) -> dict[str, Any]:
@@ -229,7 +229,8 @@ def _render_to_wire(job: RenderJob, vector: Callable[[str], str]) -> dict[str, A
              for t in job.terms]
     return {"prompt": job.prompt, "seed": job.seed, "seconds": job.seconds, "steps": job.steps,
             "cfg_scale": job.cfg_scale, "sampler": job.sampler, "negative_prompt": job.negative_prompt,
-            "terms": terms, "cfg_mode": job.cfg_mode, "start_step": job.start_step, "alpha_units": job.alpha_units}
+            "terms": terms, "cfg_mode": job.cfg_mode, "start_step": job.start_step, "alpha_units": job.alpha_units,
+            "bpm": job.bpm}
 
 
 def job_to_wire(job: RenderJob | SweepJob, vector: Callable[[str], str]) -> dict[str, Any]:
@@ -259,7 +260,8 @@ def _render_from_wire(obj: Any, vector: Callable[[str], str]) -> RenderJob:
                      cfg_scale=_num(o, "cfg_scale", 0.0, 1e4), sampler=_str(o, "sampler", optional=True),
                      negative_prompt=_str(o, "negative_prompt", optional=True), terms=tuple(terms),
                      cfg_mode=_str(o, "cfg_mode", choices=CFG_MODES), start_step=_int(o, "start_step", 0, 10_000),
-                     alpha_units=_str(o, "alpha_units", choices=ALPHA_UNITS))
+                     alpha_units=_str(o, "alpha_units", choices=ALPHA_UNITS),
+                     bpm=None if o.get("bpm") is None else _num(o, "bpm", MIN_BPM, MAX_BPM))
 
 
 def job_from_wire(obj: Any, vector: Callable[[str], str]) -> RenderJob | SweepJob:

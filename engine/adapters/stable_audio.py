@@ -51,6 +51,8 @@ class StableAudioAdapter:
         self.channels = int(config.get("audio_channels", 2))
         self.objective = model.diffusion_objective
         self.options = dict(config.get("steerbridge", {}))
+        # A demo model trained with a beat input (engine/demo/beat.py) takes a tempo per render.
+        self.takes_bpm = "beat" in getattr(model.conditioner, "conditioners", {})
         first = self.blocks[0]
         if not getattr(first, "cross_attend", False):
             self.sites = ("block",)
@@ -90,9 +92,15 @@ class StableAudioAdapter:
         samples = math.ceil(samples / quantum) * quantum
         return samples // self.latent_ratio
 
-    def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None) -> dict[str, tp.Any]:
+    def encode(self, prompt: str, *, seconds: float, negative_prompt: str | None = None,
+               bpm: float | None = None) -> dict[str, tp.Any]:
+        # The beat spans the latent exactly (the DiT would stretch a beat input of another length).
+        beat = ({"bpm": float(bpm), "seconds": self.latent_length(seconds) * self.latent_ratio / self.sample_rate}
+                if bpm is not None and self.takes_bpm else None)
+
         def meta(text: str) -> dict[str, tp.Any]:
-            return {"prompt": text, "seconds_start": 0.0, "seconds_total": float(seconds)}
+            return {"prompt": text, "seconds_start": 0.0, "seconds_total": float(seconds),
+                    **({"beat": beat} if beat else {})}
 
         device = next(self.parameters()).device
         inputs = self.model.get_conditioning_inputs(self.model.conditioner([meta(prompt)], device))

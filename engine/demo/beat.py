@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from steerbridge.engine.runtime.components import register_conditioner
+from steerbridge.engine.vocab import MAX_BPM, MIN_BPM
 
 __all__ = ["BEAT_CHANNELS", "BeatConditioner", "beat_features", "with_beat"]
 
@@ -86,8 +87,8 @@ def _parse(value: tp.Any) -> dict[str, float] | None:
     if unknown:
         raise ValueError(f"beat: unknown keys {sorted(unknown)} (expected bpm, seconds, phase)")
     bpm = float(value["bpm"])
-    if not (math.isfinite(bpm) and 20.0 <= bpm <= 400.0):
-        raise ValueError(f"beat: bpm {bpm} is outside 20..400")
+    if not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
+        raise ValueError(f"beat: bpm {bpm} is outside {MIN_BPM:g}..{MAX_BPM:g}")
     return {k: float(v) for k, v in value.items()}
 
 

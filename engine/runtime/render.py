@@ -26,7 +26,7 @@ from steerbridge.engine.adapters.base import family as family_spec, require_onnx
 from steerbridge.engine.runtime.errors import EngineError, RenderCancelled
 from steerbridge.engine.runtime.source import LoadedModel, load_source
 from steerbridge.engine.runtime.steering import Steering, SteeringHandle
-from steerbridge.engine.vocab import BACKENDS, MAX_SECONDS, MAX_STEPS, RenderSettings
+from steerbridge.engine.vocab import BACKENDS, MAX_BPM, MAX_SECONDS, MAX_STEPS, MIN_BPM, RenderSettings
 
 __all__ = ["RenderRequest", "Render", "SteerableModel", "load_model"]
 
@@ -40,6 +40,8 @@ class RenderRequest(RenderSettings):
             raise EngineError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise EngineError(f"steps must be in 1..{MAX_STEPS}, got {self.steps}")
+        if self.bpm is not None and not MIN_BPM <= self.bpm <= MAX_BPM:
+            raise EngineError(f"bpm must be in {MIN_BPM:g}..{MAX_BPM:g}, got {self.bpm}")
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
@@ -119,8 +121,10 @@ class SteerableModel:
                 if cancel is not None and cancel():
                     raise RenderCancelled(f"render of '{request.prompt}' cancelled after step {done}/{total}")
 
+            # Only a model with a beat input hears the tempo; for the others it sets the loop's length alone.
+            beat = {"bpm": request.bpm} if request.bpm is not None and getattr(self.adapter, "takes_bpm", False) else {}
             cond = self.adapter.encode(request.prompt, seconds=request.seconds,
-                                       negative_prompt=request.negative_prompt)
+                                       negative_prompt=request.negative_prompt, **beat)
             latents = self.adapter.sample(cond, seed=request.seed, seconds=request.seconds, steps=request.steps,
                                           cfg_scale=request.cfg_scale, sampler=request.sampler, on_step=on_step,
                                           denoiser=self._denoiser)
