@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["CFG_MODES", "ALPHA_UNITS", "BACKENDS", "SITES", "DEFAULT_SECONDS", "MAX_SECONDS", "DEFAULT_STEPS",
-           "MAX_STEPS", "MIN_BPM", "MAX_BPM", "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE",
+           "MAX_STEPS", "MIN_BPM", "MAX_BPM",
+           "DEFAULT_CFG_SCALE", "DEFAULT_CFG_MODE", "DEFAULT_ALPHA_UNITS", "DEFAULT_SITE",
            "RenderSettings", "DEFAULT_FAMILY", "TINY_PREFIX", "is_builtin_source", "POSITIONS"]
 
 # Which half of a classifier-free-guidance batch steering is added to.
@@ -62,7 +63,8 @@ class RenderSettings:
     sampler: str | None = None  # None: the model family's default
     negative_prompt: str | None = None
     decoder: str | None = None  # None: the model's own; the demo codec offers "griffin-lim" and "hifigan"
-    bpm: float | None = None  # a beat-conditioned model plays at this tempo, a beat on the loop's start; others ignore it
+    bpm: float | None = None  # a beat-conditioned model plays at this tempo, a beat on the loop's start; others
+    #                           ignore it
 
     def render_settings(self) -> dict[str, Any]:
         """These fields alone, e.g. to build a ``RenderRequest`` from a job."""
