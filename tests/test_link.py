@@ -217,6 +217,7 @@ def _in_time_with_the_peer(tmp_path, output):
             peer.link.tempo = 97.0  # the band's tempo (Link keeps whichever peer's on joining)
             assert wait_for(lambda: s.link.bpm == 97.0, timeout=5)
             assert s.state.snapshot().seconds == pytest.approx(bar_seconds(2, 97.0))
+            assert s.state.snapshot().bpm == 97.0  # a model with a beat input plays the band's tempo
             peer.link.playing = True  # the band starts: steerbridge plays from the next bar line
             rate, block = s.sink.rate, s.sink.blocksize
             want = bar_frames(2, 97.0, rate)
@@ -242,6 +243,10 @@ def _in_time_with_the_peer(tmp_path, output):
             time.sleep(3 * bar_seconds(2, 126.0))
             observe_more(rec, rate, since=t_change + followed_s + 0.05, loop_s=bar_seconds(2, 126.0))
             rows, heard, _ = rec.table()
+            assert s.state.snapshot().bpm == 126.0
+            s.state.set_bpm(110.0, source="osc")  # a tempo asked for here goes to the band, as a peer's would
+            assert wait_for(lambda: abs(peer.link.tempo - 110.0) < 0.01, timeout=5)
+            assert wait_for(lambda: s.state.snapshot().bpm == 110.0, timeout=5)
         finally:
             s.close()
     finally:

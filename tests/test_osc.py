@@ -58,13 +58,14 @@ def test_every_address_sets_state(osc: OscServer, presets_dir: Path) -> None:
     feed(osc, "/steer/seed", 42)
     feed(osc, "/steer/seed", 43.0)  # Max number boxes send floats
     feed(osc, "/steer/seconds", 2.5)
+    feed(osc, "/steer/bpm", 96)
     feed(osc, "/steer/learn", "tempo")
     feed(osc, "/steer/play")
     snap = s.snapshot()
     assert snap.knobs["mood"].alpha == 2.0 and snap.knobs["tempo"].value == 0.75
     assert snap.knobs["brightness"].alpha == 6.0
-    assert (snap.prompt, snap.seed, snap.seconds, snap.playing, snap.learn_armed) == (
-        "dark techno", 43, 2.5, True, "tempo")
+    assert (snap.prompt, snap.seed, snap.seconds, snap.bpm, snap.playing, snap.learn_armed) == (
+        "dark techno", 43, 2.5, 96.0, True, "tempo")
     feed(osc, "/steer/stop")
     feed(osc, "/steer/learn", "")
     assert not s.snapshot().playing and s.snapshot().learn_armed is None
@@ -98,6 +99,8 @@ def test_wildcards_reach_every_matching_knob(osc: OscServer) -> None:
     ("/steer/prompt", [3], "expects a string"),
     ("/steer/prompt", [" "], "prompt is empty"),
     ("/steer/play", [1], "/steer/play expects no arguments"),
+    ("/steer/bpm", [1000.0], "tempo 1000.0 BPM is out of range; use 20..400"),
+    ("/steer/bpm", ["fast"], "/steer/bpm expects a number"),
     ("/steer/learn", ["nope"], "no knob named 'nope'"),
     ("/steer/knob/nope", [0.5], "no such address '/steer/knob/nope'; knobs: mood, tempo, brightness"),
     ("/steer/preset", ["../../etc/passwd"], "is not a preset file inside"),

@@ -105,6 +105,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     (("name = \"tempo\"", "name = \"te mpo\""), "becomes an OSC address"),
     (("[scene]\nprompt = \"lofi beat\"", "[scene]"), "missing required key 'prompt'"),
     (("seconds = 1.5", "seconds = nan"), "scene.seconds: expected a length in seconds"),
+    (("seconds = 1.5", "seconds = 1.5\nbpm = 4000"), "scene.bpm: expected a tempo in BPM, 20..400"),
 ])
 def test_bad_values_name_key_and_expectation(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
     assert edit[0] in GOOD
@@ -154,6 +155,9 @@ def test_save_roundtrip_and_rebase(tmp_path: Path) -> None:
     again = load_preset(tmp_path / "other" / "copy.toml", check_files=False)
     assert again == moved
     assert not list(tmp_path.glob("other/.*.tmp"))  # no temp file left behind
+    assert again.scene.bpm is None
+    with_tempo = save_preset(replace(original, scene=replace(original.scene, bpm=92.5)), tmp_path / "tempo.toml")
+    assert load_preset(tmp_path / "tempo.toml", check_files=False).scene.bpm == with_tempo.scene.bpm == 92.5
 
 
 def test_save_refuses_invalid_and_keeps_old_file(tmp_path: Path) -> None:

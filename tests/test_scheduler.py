@@ -85,6 +85,17 @@ def test_plan_is_linear_in_knobs_exact_then_neighbours_then_axes(short_preset, c
     sched.stop()
 
 
+def test_the_scenes_tempo_reaches_every_planned_job(short_preset, client) -> None:
+    state = ControlState(short_preset)
+    sched = RenderScheduler(state, client, LoopCache(max_mb=64), grid="near")
+    before = {p.key for p in sched.plan(state.snapshot())}
+    state.set_bpm(132.0)  # OSC /steer/bpm, or Link's tempo
+    plan = sched.plan(state.snapshot())
+    assert plan and all(p.job.bpm == 132.0 for p in plan)
+    assert before.isdisjoint(p.key for p in plan)  # another tempo is another loop
+    sched.stop()
+
+
 def test_grid_loops_are_aligned_and_cached(short_preset, client) -> None:
     one_knob = replace(short_preset, knobs=short_preset.knobs[:1])
     state = ControlState(one_knob)

@@ -76,6 +76,8 @@ def test_a_failing_listener_does_not_break_the_writer(state: ControlState) -> No
     (lambda s: s.set_seed(-1), "out of range"),
     (lambda s: s.set_prompt("  "), "prompt is empty"),
     (lambda s: s.set_seconds(0), "out of range"),
+    (lambda s: s.set_bpm(10), "tempo 10 BPM is out of range"),
+    (lambda s: s.set_loop_tempo(4.0, 500.0), "tempo 500.0 BPM is out of range"),
     (lambda s: s.arm_learn("nope"), "no knob named 'nope'"),
 ])
 def test_bad_values_are_refused_with_a_reason(state: ControlState, call, message: str) -> None:
@@ -108,3 +110,13 @@ def test_concurrent_writers_lose_no_versions(state: ControlState) -> None:
     assert state.version == 1500
     snap = state.snapshot()
     assert snap.values() == {"mood": 0.5, "tempo": 0.5, "brightness": 0.5}  # each writer's last value
+
+
+def test_loop_length_and_tempo_change_together(state: ControlState) -> None:
+    seen = []
+    state.add_listener(lambda c: seen.append((c.kind, c.value, state.snapshot().seconds, state.snapshot().bpm)))
+    state.set_loop_tempo(3.2, 150.0, source="link")
+    # each listener already sees both: no snapshot has the new length at the old tempo
+    assert [(kind, s, b) for kind, _, s, b in seen] == [("bpm", 3.2, 150.0), ("seconds", 3.2, 150.0)]
+    state.set_bpm(None)
+    assert state.snapshot().bpm is None and state.snapshot().seconds == 3.2

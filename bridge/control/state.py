@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from steerbridge.bridge.presets.model import Knob, Preset
 from steerbridge.bridge.util.listeners import Listeners
+from steerbridge.engine.vocab import MAX_BPM, MIN_BPM
 
 __all__ = ["KnobState", "StateSnapshot", "Change", "ControlState"]
 
@@ -48,6 +49,7 @@ class StateSnapshot:
     playing: bool
     learn_armed: str | None  # knob waiting for its MIDI control, if any
     bars: int = 2  # loop length in bars when a beat clock (Link) sets the tempo
+    bpm: float | None = None  # the tempo a model with a beat input plays at (Link's, while it is on)
 
     def alphas(self) -> dict[str, float]:
         return {name: k.alpha for name, k in self.knobs.items()}
@@ -62,7 +64,7 @@ class StateSnapshot:
 
 @dataclass(frozen=True)
 class Change:
-    """What changed. ``kind``: knob | prompt | seed | seconds | bars | playing | learn | preset."""
+    """What changed. ``kind``: knob | prompt | seed | seconds | bars | bpm | playing | learn | preset."""
 
     version: int
     kind: str
@@ -105,7 +107,7 @@ class ControlState:
                     knobs=MappingProxyType({n: KnobState(n, k.value, k.alpha, k.moved) for n, k in self._knobs.items()}),
                     prompt=self._prompt, seed=self._seed, seconds=self._seconds,
                     negative_prompt=self._negative, playing=self._playing, learn_armed=self._learn,
-                    bars=self._bars)
+                    bars=self._bars, bpm=self._bpm)
             return self._cached
 
     @property
@@ -153,9 +155,24 @@ class ControlState:
         self._set_field("seed", "_seed", int(seed), source)
 
     def set_seconds(self, seconds: float, *, source: str = "") -> None:
-        if not 0 < float(seconds) <= 600:
-            raise ValueError(f"loop length {seconds} s is out of range; use 0 < seconds <= 600")
-        self._set_field("seconds", "_seconds", float(seconds), source)
+        self._set_field("seconds", "_seconds", _seconds(seconds), source)
+
+    def set_bpm(self, bpm: float | None, *, source: str = "") -> None:
+        """The tempo a model with a beat input plays at (None: none given; other models ignore it)."""
+        self._set_field("bpm", "_bpm", _bpm(bpm), source)
+
+    def set_loop_tempo(self, seconds: float, bpm: float, *, source: str = "") -> None:
+        """Loop length and tempo at once (a Link tempo change re-times the loop): no snapshot sees one
+        without the other, so no render starts at the new length and the old tempo."""
+        fields = (("bpm", "_bpm", _bpm(bpm)), ("seconds", "_seconds", _seconds(seconds)))
+        changes = []
+        with self._lock:
+            for kind, attr, value in fields:
+                if getattr(self, attr) != value:
+                    setattr(self, attr, value)
+                    changes.append(self._bump(kind, None, value, None, source))
+        for change in changes:
+            self._notify(change)
 
     def set_bars(self, bars: int, *, source: str = "") -> None:
         """Loop length in bars (used while Link sets the tempo: the seconds follow it)."""
@@ -201,7 +218,7 @@ class ControlState:
         self._knobs = {k.name: _Knob(k, k.default, k.default_alpha) for k in preset.knobs}
         self._prompt, self._seed = preset.scene.prompt, preset.scene.seed
         self._seconds, self._negative = preset.scene.seconds, preset.scene.negative_prompt
-        self._bars = preset.scene.bars
+        self._bars, self._bpm = preset.scene.bars, preset.scene.bpm
         self._learn = None
         self._cached = None
 
@@ -240,3 +257,15 @@ class ControlState:
                 listener(change)
             except Exception:
                 log.exception("state listener %r failed on %s", listener, change)
+
+
+def _seconds(seconds: float) -> float:
+    if not 0 < float(seconds) <= 600:
+        raise ValueError(f"loop length {seconds} s is out of range; use 0 < seconds <= 600")
+    return float(seconds)
+
+
+def _bpm(bpm: float | None) -> float | None:
+    if bpm is not None and (isinstance(bpm, bool) or not MIN_BPM <= float(bpm) <= MAX_BPM):
+        raise ValueError(f"tempo {bpm!r} BPM is out of range; use {MIN_BPM:g}..{MAX_BPM:g}")
+    return None if bpm is None else float(bpm)

@@ -134,12 +134,13 @@ Event = Union[Progress, RenderResult, JobDone, JobFailed, JobCancelled, WorkerEv
 
 def render_job_for(preset: Preset, alphas: dict[str, float], *, prompt: str | None = None,
                    seed: int | None = None, seconds: float | None = None,
-                   negative_prompt: str | None = None) -> RenderJob:
+                   negative_prompt: str | None = None, bpm: float | None = None) -> RenderJob:
     """The render job for ``preset`` with knobs at ``alphas`` (missing knobs: 0).
 
     Terms at alpha 0 are left out: they add nothing, and leaving them out
     makes "all knobs at 0" the same job (and cache entry) as no steering.
     Terms are sorted by path so the same state always gives the same job.
+    ``bpm`` (else the scene's) reaches only a model with a beat input.
     """
     m, s = preset.model, preset.scene
     terms = []
@@ -157,4 +158,5 @@ def render_job_for(preset: Preset, alphas: dict[str, float], *, prompt: str | No
         steps=m.steps, cfg_scale=m.cfg_scale, sampler=m.sampler,
         negative_prompt=negative_prompt if negative_prompt is not None else s.negative_prompt,
         terms=tuple(sorted(terms, key=lambda t: t.path)),
-        cfg_mode=m.cfg_mode, start_step=m.start_step, alpha_units=m.alpha_units)
+        cfg_mode=m.cfg_mode, start_step=m.start_step, alpha_units=m.alpha_units,
+        bpm=bpm if bpm is not None else s.bpm)

@@ -4,10 +4,13 @@
 to a running session (built by :class:`~steerbridge.bridge.live.session.Session`
 when Link is on):
 
-- **Loop length.** The scene's seconds are ``bars`` bars at the Link tempo
-  (``state.set_seconds(..., source="link")``), so the scheduler renders that
-  long; every delivered loop is trimmed or padded to the sample-exact bar
-  length at the output rate (``VoiceBank.fit``).
+- **Loop length and tempo.** The scene's seconds are ``bars`` bars at the
+  Link tempo and its ``bpm`` is that tempo (``state.set_loop_tempo(...,
+  source="link")``), so the scheduler renders that long, and a model with a
+  beat input plays the band's tempo; every delivered loop is trimmed or
+  padded to the sample-exact bar length at the output rate
+  (``VoiceBank.fit``). A tempo asked for here (OSC ``/steer/bpm``, a preset)
+  goes to the Link session, as any peer's would.
 - **Bar lines.** The Link thread publishes its beat clock to a
   :class:`~steerbridge.bridge.audio.bars.BarSync`, which the sink's clock
   calls instead of the player: loops start on bar lines, a new scene waits
@@ -150,7 +153,9 @@ class LinkPlay:
             self.state.set_playing(bool(value), source="link")
 
     def _on_change(self, change: Change) -> None:
-        if change.kind in ("bars", "preset") or (change.kind == "seconds" and change.source != "link"):
+        if change.kind == "bpm" and change.source != "link" and change.value is not None:
+            self.link.set_tempo(float(change.value))  # a tempo asked for here goes to the band, as any peer's
+        elif change.kind in ("bars", "preset") or (change.kind in ("seconds", "bpm") and change.source != "link"):
             self._retime()
         elif change.kind == "playing" and change.source != "link" and self._follow_transport:
             self.link.set_playing(bool(change.value))
@@ -164,7 +169,8 @@ class LinkPlay:
                 self._lengths.pop(next(iter(self._lengths)))
             self._lengths[frames] = bars
             self.sync.bars_by_frames = dict(self._lengths)  # NB: replaced whole for the audio thread
-        self.state.set_seconds(bar_seconds(bars, self._bpm, q), source="link")
+        # the tempo too: a model with a beat input plays the band's (loops of others only change length)
+        self.state.set_loop_tempo(bar_seconds(bars, self._bpm, q), tempo_key(self._bpm), source="link")
 
     def _fit(self, loop: Loop) -> Loop:
         return fit_loop(loop, self.bar_frames())

@@ -150,7 +150,8 @@ class RenderScheduler:
     def plan(self, snap: StateSnapshot) -> list[PlannedRender]:
         """The ordered render plan for ``snap`` (see the module docstring); jobs and keys are made lazily."""
         fingerprint = self._client.info.fingerprint if self._client.info else ""
-        scene = dict(prompt=snap.prompt, seed=snap.seed, seconds=snap.seconds, negative_prompt=snap.negative_prompt)
+        scene = dict(prompt=snap.prompt, seed=snap.seed, seconds=snap.seconds, negative_prompt=snap.negative_prompt,
+                     bpm=snap.bpm)
         scene_id = _scene_id(snap)
         preset, knobs = snap.preset, snap.preset.knobs
         names = [k.name for k in knobs]
@@ -302,4 +303,4 @@ def _scene_id(snap: StateSnapshot) -> tuple[object, ...]:
     knobs = tuple((k.name, k.vector, k.layers, k.alpha_min, k.alpha_max, k.curve, k.stops,
                    k.orthogonalize_against, k.one_to_all) for k in snap.preset.knobs)
     return (str(snap.preset.path), snap.preset.model, knobs, snap.prompt, snap.seed, snap.seconds,
-            snap.negative_prompt)
+            snap.negative_prompt, snap.bpm)

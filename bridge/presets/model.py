@@ -62,6 +62,7 @@ class Scene:
     negative_prompt: str | None = None
     bars: int = 2  # loop length in bars while Ableton Link sets the tempo (then `seconds` follows)
     link: bool = False  # join Ableton Link when this preset starts a session (needs steerbridge[link])
+    bpm: float | None = None  # a model with a beat input plays at this tempo (Link's tempo wins while it is on)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import tomli_w
 from steerbridge.bridge.presets.tomlscan import KeyPath, TomlLines, scan_lines
 from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE,
                                       DEFAULT_CFG_SCALE, DEFAULT_FAMILY, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS,
-                                      MAX_STEPS, TINY_PREFIX, is_builtin_source)
+                                      MAX_STEPS, MAX_BPM, MIN_BPM, TINY_PREFIX, is_builtin_source)
 
 __all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
            "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
@@ -33,7 +33,7 @@ KNOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")  # safe inside an OSC address
 
 _MODEL_KEYS = ("source", "family", "device", "backend", "steps", "cfg_scale", "sampler", "cfg_mode", "start_step",
                "alpha_units")
-_SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link")
+_SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link", "bpm")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
               "midi", "osc", "orthogonalize_against", "one_to_all")
 _MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
@@ -209,6 +209,8 @@ def _scene(c: _Checker, t: Any) -> dict[str, Any]:
         "negative_prompt": c.get(t, w, "negative_prompt", "str", None),
         "bars": c.get(t, w, "bars", "int", 2, check=lambda v: 1 <= v <= 64, expected="a whole number of bars 1..64"),
         "link": c.get(t, w, "link", "bool", False),
+        "bpm": c.get(t, w, "bpm", "float", None, check=lambda v: MIN_BPM <= v <= MAX_BPM,
+                     expected=f"a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}"),
     }
 
 

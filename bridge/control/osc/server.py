@@ -186,7 +186,8 @@ class OscServer:
         for knob in self.state.snapshot().preset.knobs:
             d.map(knob.osc_address(p), self._knob, knob.name, needs_reply_address=True)
             d.map(f"{p}/alpha/{knob.name}", self._alpha, knob.name, needs_reply_address=True)
-        for name in ("prompt", "seed", "seconds", "bars", "preset", "learn", "play", "stop", "subscribe", "unsubscribe"):
+        for name in ("prompt", "seed", "seconds", "bars", "bpm", "preset", "learn", "play", "stop", "subscribe",
+                     "unsubscribe"):
             d.map(f"{p}/{name}", getattr(self, f"_{name}"), needs_reply_address=True)
         d.set_default_handler(self._unknown, needs_reply_address=True)
         return d
@@ -235,6 +236,10 @@ class OscServer:
     def _bars(self, sender: Address, address: str, *args: Any) -> None:
         if (parsed := self._args(sender, address, args, "i")) is not None:
             self._set(sender, lambda: self.state.set_bars(parsed[0], source="osc"))
+
+    def _bpm(self, sender: Address, address: str, *args: Any) -> None:
+        if (parsed := self._args(sender, address, args, "f")) is not None:
+            self._set(sender, lambda: self.state.set_bpm(parsed[0], source="osc"))
 
     def _learn(self, sender: Address, address: str, *args: Any) -> None:
         if (parsed := self._args(sender, address, args, "s")) is not None:
@@ -305,7 +310,7 @@ class OscServer:
         elif change.kind == "preset":
             self._server.current = self._build_dispatcher()  # knob addresses changed
             self.feedback.send("/state/preset", str(getattr(change.value, "path", "") or ""))
-        elif change.kind in ("prompt", "seed", "seconds", "bars", "playing", "learn"):
+        elif change.kind in ("prompt", "seed", "seconds", "bars", "bpm", "playing", "learn"):
             value = change.value
             value = int(value) if isinstance(value, bool) else ("" if value is None else value)
             self.feedback.send(f"/state/{change.kind}", value)
