@@ -18,7 +18,8 @@ for the shipped model at its preset settings, the corpus clips after the
 codec round trip, and optionally undistilled teachers (CFG 5, 8 steps or ``@STEPS``). A
 beat-conditioned model (``train --beat``) is given each corpus clip's BPM and beat
 phase, unless its spec ends ``,nobeat``; for it, ``exact_bpm`` is how often
-librosa's tempo is within 8 % of the BPM it was given.
+librosa's tempo is within 8 % of the BPM it was given, and ``--bpm-sweep`` also
+judges its tempo input as the acceptance judges a knob (benchmarks/_bpm_sweep.py).
 With ``--corpus-clips N`` it also asks how often librosa's tempo is the
 clip's true BPM (within 8 %) on N corpus clips per tempo class and density,
 with straight and with swung slow off-beats (``CorpusOptions.slow_swing``).
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bpm_sweep import bpm_sweep  # noqa: E402
 from _tonal import held_out_renders  # noqa: E402
 
 _HOP = 512
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow-swing", action="store_true", help="the corpus clips shuffle slow off-beats "
                     "(as a model trained with train --slow-swing)")
     ap.add_argument("--corpus-clips", type=int, default=0, help="also measure librosa on this many corpus clips")
+    ap.add_argument("--bpm-sweep", action="store_true",
+                    help="a beat-conditioned model: also render the held-out neutral prompts at 7 BPMs (70-160)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("out/timekeeping"))
     args = ap.parse_args(argv)
@@ -132,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = [beat_measures(x, sr, a.tempo) for x, a in zip(renders, attrs)]
         report[name] = {"steps": steps, "cfg_scale": cfg, "beat": beat, **summarise(rows),
                         **({"exact_bpm": exact_bpm(rows, bpms)} if beat else {}), "clips": rows}
+        if beat and args.bpm_sweep:
+            from steerbridge.engine.evaluation.concepts import HELD_OUT_BASES
+
+            sweep = report[name]["bpm_sweep"] = bpm_sweep(model, prompts=HELD_OUT_BASES, seed=4321, steps=steps,
+                                                          cfg_scale=cfg)
+            print(f"{name}: tempo input 70-160 BPM on {len(HELD_OUT_BASES)} neutral prompts: rho librosa "
+                  f"{sweep['rho_librosa']:.2f}, onset rate {sweep['rho_onset']:.2f}; shift "
+                  f"{sweep['shift_librosa']:+.0%} / {sweep['shift_onset']:+.0%}; librosa at the asked BPM "
+                  f"{sweep['exact_bpm']:.0%}")
         if "corpus" not in report:
             rows = [beat_measures(x, sr, a.tempo) for x, a in zip(round_trip, attrs)]
             report["corpus"] = {**summarise(rows), "exact_bpm": exact_bpm(rows, bpms), "clips": rows}

@@ -93,3 +93,36 @@ def test_timekeeping_tells_a_steady_beat_from_onsets_at_random_times() -> None:
     assert steady["ioi_cv"] < 0.05 and loose["ioi_cv"] > 0.3
     assert steady["periodicity"] > 0.5 > loose["periodicity"]
     assert steady["class_hit"] == 1.0 and abs(steady["librosa_tempo"] - 120) < 6
+
+
+def test_bpm_sweep_renders_a_beat_model_at_each_tempo(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    pytest.importorskip("librosa", reason="librosa comes with the eval extra")
+    import numpy as np
+    import torch
+
+    from steerbridge.engine.demo.beat import with_beat
+    from steerbridge.engine.demo.model import CONFIG_PATH, build_model
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _bpm_sweep import BPMS, bpm_sweep
+
+    from steerbridge.engine.demo import follow
+
+    torch.manual_seed(0)
+    model = build_model(with_beat(json.loads(CONFIG_PATH.read_text()))).eval()  # untrained: the plumbing
+    rendered = []
+    real = follow.render_audio
+
+    def spy(*args, **kwargs):
+        rendered.append(audio := real(*args, **kwargs))
+        return audio
+
+    monkeypatch.setattr(follow, "render_audio", spy)
+    out = bpm_sweep(model, prompts=["keys track"], seed=1, steps=1, cfg_scale=1.0)
+    row = out["prompts"]["keys track"]
+    assert out["bpms"] == list(BPMS) and len(row["librosa_tempo"]) == len(row["onset_rate"]) == 7
+    (audio,) = rendered
+    assert not np.allclose(audio[0], audio[-1])  # the same prompt and seed: the tempo input made the difference
+    assert 0.0 <= out["exact_bpm"] <= 1.0 and math.isfinite(out["shift_onset"])
