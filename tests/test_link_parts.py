@@ -113,3 +113,19 @@ def test_osc_bars_and_link_feedback():
         assert ("/steer/state/link/peers", (2,)) in sent and ("/steer/state/bars", (4,)) in sent
     finally:
         server.stop()
+
+
+def test_a_tempo_asked_for_here_goes_to_the_band_and_links_own_does_not_echo():
+    from dataclasses import replace
+
+    from steerbridge.bridge.control.state import Change
+    from steerbridge.bridge.live.linkplay import _asked_tempo
+    from steerbridge.bridge.presets.model import Knob, load_preset
+
+    base = load_preset(PRESETS / "tiny.toml")
+    preset = replace(base, knobs=base.knobs + (Knob(name="bpm", target="bpm", alpha_min=70.0, alpha_max=160.0),))
+    assert _asked_tempo(Change(1, "bpm", value=110.0, source="osc"), preset) == 110.0
+    assert _asked_tempo(Change(2, "knob", name="bpm", value=0.5, alpha=115.0, source="midi"), preset) == 115.0
+    assert _asked_tempo(Change(3, "knob", name="bpm", value=0.5, alpha=115.0, source="link"), preset) is None
+    assert _asked_tempo(Change(4, "knob", name=base.knobs[0].name, value=0.5, alpha=1.0, source="midi"), preset) is None
+    assert _asked_tempo(Change(5, "bpm", value=None, source="osc"), preset) is None

@@ -183,3 +183,48 @@ def test_set_midi_binding_keeps_comments(tmp_path: Path) -> None:
     assert cleared.knob("mood").midi is None
     assert load_preset(path, check_files=False) == cleared
     assert "midi = { channel = 3" not in path.read_text()
+
+
+TEMPO = GOOD + """
+[[knob]]
+name = "bpm"
+target = "bpm"
+alpha_min = 70
+alpha_max = 160
+midi = { channel = 2, cc = 75 }
+"""
+
+
+def test_a_tempo_knob_loads_saves_and_sets_the_render_tempo(tmp_path: Path) -> None:
+    from steerbridge.bridge.engine_link.jobs import render_job_for
+
+    preset = load_preset(write(tmp_path, TEMPO), check_files=False)
+    knob = preset.knob("bpm")
+    assert knob.is_tempo and knob.vector == "" and knob.default_alpha == 115.0
+    again = save_preset(preset, tmp_path / "saved.toml")
+    text = (tmp_path / "saved.toml").read_text()
+    assert again.knob("bpm") == knob and text.count("target") == text.count('target = "bpm"') == 1
+    job = render_job_for(preset, {"bpm": 150.0, "mood": 1.0})
+    assert job.bpm == 150.0 and [t.path for t in job.terms] == [str(preset.vector_path("mood"))]
+    assert render_job_for(preset, {}).bpm == 115.0  # the knob's default position
+    assert render_job_for(load_preset(write(tmp_path, GOOD), check_files=False), {}, bpm=99.0).bpm == 99.0
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("target = \"bpm\"", "target = \"bpm\"\nvector = \"v/x.safetensors\""), "sets the tempo and has no vector"),
+    (("alpha_min = 70\n", ""), "a tempo knob needs alpha_min"),
+    (("alpha_max = 160", "alpha_max = 900"), "expected a tempo in BPM, 20..400"),
+    (("orthogonalize_against = [\"mood\"]", "orthogonalize_against = [\"bpm\"]"), "sets the tempo and has no vector"),
+    (("target = \"bpm\"", "target = \"tempo\""), "expected one of 'vector', 'bpm'"),
+    (("name = \"bpm\"", "name = \"bpm\"\nlayers = [1]"), "has no layers"),
+])
+def test_tempo_knob_mistakes_are_named(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+    assert edit[0] in TEMPO
+    found = problems(tmp_path, TEMPO.replace(*edit))
+    assert any(expected in p for p in found), found
+
+
+def test_one_tempo_knob_per_preset(tmp_path: Path) -> None:
+    found = problems(tmp_path, TEMPO + TEMPO[len(GOOD):].replace('"bpm"\ntarget', '"bpm2"\ntarget')
+                     .replace("cc = 75", "cc = 76"))
+    assert any("at most one tempo knob" in p for p in found), found

@@ -120,3 +120,24 @@ def test_loop_length_and_tempo_change_together(state: ControlState) -> None:
     assert [(kind, s, b) for kind, _, s, b in seen] == [("bpm", 3.2, 150.0), ("seconds", 3.2, 150.0)]
     state.set_bpm(None)
     assert state.snapshot().bpm is None and state.snapshot().seconds == 3.2
+
+
+def test_a_tempo_knob_is_the_scenes_tempo() -> None:
+    from dataclasses import replace
+
+    from steerbridge.bridge.presets.model import Knob
+
+    base = load_preset(DEMO)
+    preset = replace(base, knobs=base.knobs + (Knob(name="bpm", target="bpm", alpha_min=70.0, alpha_max=160.0),))
+    state = ControlState(preset)
+    assert state.snapshot().bpm == 115.0  # the knob's default position
+    state.set_value("bpm", 1.0, source="midi")
+    assert state.snapshot().bpm == 160.0
+    seen = []
+    state.add_listener(seen.append)
+    state.set_loop_tempo(2.0, 97.0, source="link")  # the band's tempo moves the knob
+    snap = state.snapshot()
+    assert snap.bpm == snap.knobs["bpm"].alpha == 97.0 and snap.seconds == 2.0
+    assert [(c.kind, c.name, c.source) for c in seen] == [("knob", "bpm", "link"), ("seconds", None, "link")]
+    state.set_bpm(400.0)  # outside the knob's range: the nearest tempo it has
+    assert state.snapshot().bpm == 160.0 == state.snapshot().knobs["bpm"].alpha

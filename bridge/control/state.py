@@ -158,19 +158,23 @@ class ControlState:
         self._set_field("seconds", "_seconds", _seconds(seconds), source)
 
     def set_bpm(self, bpm: float | None, *, source: str = "") -> None:
-        """The tempo a model with a beat input plays at (None: none given; other models ignore it)."""
-        self._set_field("bpm", "_bpm", _bpm(bpm), source)
+        """The tempo a model with a beat input plays at (None: none given; other models ignore it).
+        With a tempo knob in the preset the knob moves there (clamped to its range)."""
+        bpm = _bpm(bpm)
+        with self._lock:
+            changes = self._set_tempo(bpm, source)
+        for change in changes:
+            self._notify(change)
 
     def set_loop_tempo(self, seconds: float, bpm: float, *, source: str = "") -> None:
         """Loop length and tempo at once (a Link tempo change re-times the loop): no snapshot sees one
         without the other, so no render starts at the new length and the old tempo."""
-        fields = (("bpm", "_bpm", _bpm(bpm)), ("seconds", "_seconds", _seconds(seconds)))
-        changes = []
+        bpm, seconds = _bpm(bpm), _seconds(seconds)
         with self._lock:
-            for kind, attr, value in fields:
-                if getattr(self, attr) != value:
-                    setattr(self, attr, value)
-                    changes.append(self._bump(kind, None, value, None, source))
+            changes = self._set_tempo(bpm, source)
+            if self._seconds != seconds:
+                self._seconds = seconds
+                changes.append(self._bump("seconds", None, seconds, None, source))
         for change in changes:
             self._notify(change)
 
@@ -205,6 +209,8 @@ class ControlState:
             self._preset = preset
             self._knobs = {k.name: _Knob(k, values.get(k.name, k.default), k.alpha_for(values.get(k.name, k.default)))
                            for k in preset.knobs}
+            if (tempo := self._tempo_knob()) is not None:
+                self._bpm = tempo.alpha
             change = self._bump("preset", None, preset, None, source)
         self._notify(change)
 
@@ -218,9 +224,14 @@ class ControlState:
         self._knobs = {k.name: _Knob(k, k.default, k.default_alpha) for k in preset.knobs}
         self._prompt, self._seed = preset.scene.prompt, preset.scene.seed
         self._seconds, self._negative = preset.scene.seconds, preset.scene.negative_prompt
-        self._bars, self._bpm = preset.scene.bars, preset.scene.bpm
+        self._bars = preset.scene.bars
+        tempo = self._tempo_knob()
+        self._bpm = tempo.alpha if tempo is not None else preset.scene.bpm
         self._learn = None
         self._cached = None
+
+    def _tempo_knob(self) -> _Knob | None:
+        return next((k for k in self._knobs.values() if k.spec.is_tempo), None)
 
     def _knob(self, name: str) -> _Knob:
         try:
@@ -233,7 +244,24 @@ class ControlState:
         if knob.value == value and knob.alpha == alpha:
             return None  # no version bump: a repeated value must not trigger renders
         knob.value, knob.alpha, knob.moved = value, alpha, self._version + 1
+        if knob.spec.is_tempo:
+            self._bpm = alpha  # the tempo knob is the scene's tempo
         return self._bump("knob", knob.spec.name, value, alpha, source)
+
+    def _set_tempo(self, bpm: float | None, source: str) -> list[Change]:
+        # Called with the lock held. A tempo knob holds the tempo: move it (it sets _bpm).
+        knob = self._tempo_knob()
+        if knob is not None:
+            if bpm is None:
+                return []  # a tempo knob always gives a tempo
+            lo, hi = sorted((knob.spec.alpha_min, knob.spec.alpha_max))
+            alpha = min(hi, max(lo, bpm))
+            change = self._set_knob(knob, knob.spec.value_for(alpha), alpha, source)
+            return [change] if change is not None else []
+        if self._bpm == bpm:
+            return []
+        self._bpm = bpm
+        return [self._bump("bpm", None, bpm, None, source)]
 
     def _set_field(self, kind: str, attr: str, value: object, source: str) -> None:
         with self._lock:

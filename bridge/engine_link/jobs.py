@@ -140,11 +140,16 @@ def render_job_for(preset: Preset, alphas: dict[str, float], *, prompt: str | No
     Terms at alpha 0 are left out: they add nothing, and leaving them out
     makes "all knobs at 0" the same job (and cache entry) as no steering.
     Terms are sorted by path so the same state always gives the same job.
-    ``bpm`` (else the scene's) reaches only a model with a beat input.
+    The tempo (reaching only a model with a beat input) is the tempo knob's
+    alpha when the preset has one (missing: its default), else ``bpm``, else
+    the scene's.
     """
     m, s = preset.model, preset.scene
     terms = []
     for knob in preset.knobs:
+        if knob.is_tempo:
+            bpm = float(alphas.get(knob.name, knob.default_alpha))
+            continue
         alpha = float(alphas.get(knob.name, 0.0))
         if alpha == 0.0:
             continue

@@ -9,8 +9,8 @@ when Link is on):
   source="link")``), so the scheduler renders that long, and a model with a
   beat input plays the band's tempo; every delivered loop is trimmed or
   padded to the sample-exact bar length at the output rate
-  (``VoiceBank.fit``). A tempo asked for here (OSC ``/steer/bpm``, a preset)
-  goes to the Link session, as any peer's would.
+  (``VoiceBank.fit``). A tempo asked for here (OSC ``/steer/bpm``, the
+  preset's tempo knob) goes to the Link session, as any peer's would.
 - **Bar lines.** The Link thread publishes its beat clock to a
   :class:`~steerbridge.bridge.audio.bars.BarSync`, which the sink's clock
   calls instead of the player: loops start on bar lines, a new scene waits
@@ -41,6 +41,7 @@ from steerbridge.bridge.control.state import Change, ControlState
 from steerbridge.bridge.live.link import LinkSession, LinkStatus, tempo_key
 from steerbridge.bridge.live.scheduler import LoopReady
 from steerbridge.bridge.live.voicebank import SceneBank, VoiceBank
+from steerbridge.bridge.presets.model import Preset
 
 __all__ = ["LinkOptions", "LinkPlay", "start_link"]
 
@@ -153,8 +154,9 @@ class LinkPlay:
             self.state.set_playing(bool(value), source="link")
 
     def _on_change(self, change: Change) -> None:
-        if change.kind == "bpm" and change.source != "link" and change.value is not None:
-            self.link.set_tempo(float(change.value))  # a tempo asked for here goes to the band, as any peer's
+        asked = _asked_tempo(change, self.state.snapshot().preset)
+        if asked is not None:
+            self.link.set_tempo(asked)  # a tempo asked for here goes to the band, as any peer's
         elif change.kind in ("bars", "preset") or (change.kind in ("seconds", "bpm") and change.source != "link"):
             self._retime()
         elif change.kind == "playing" and change.source != "link" and self._follow_transport:
@@ -251,3 +253,14 @@ def _bank_items(bank: SceneBank) -> list[tuple[str, tuple[int, ...] | None, dict
     exact = set(bank.exact)
     items = [(f"stop{at}", None, dict(zip(names, at)), loop) for at, loop in points if at not in exact]
     return items + [(f"exact{at}", None, dict(zip(names, at)), loop) for at, loop in points if at in exact]
+
+
+def _asked_tempo(change: Change, preset: Preset) -> float | None:
+    """The tempo ``change`` asks the band for: a bpm set or the tempo knob moved, not by Link itself."""
+    if change.source == "link":
+        return None
+    if change.kind == "bpm" and isinstance(change.value, (int, float)):
+        return float(change.value)
+    if change.kind == "knob" and change.name in preset.knob_names() and preset.knob(change.name).is_tempo:
+        return change.alpha
+    return None

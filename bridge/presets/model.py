@@ -83,7 +83,7 @@ class MidiBinding:
 @dataclass(frozen=True)
 class Knob:
     name: str
-    vector: str  # as written in the preset: relative to the preset file
+    vector: str = ""  # as written in the preset: relative to the preset file ("" for a tempo knob)
     alpha_min: float = -4.0
     alpha_max: float = 4.0
     curve: str = "linear"
@@ -94,6 +94,13 @@ class Knob:
     osc: str | None = None  # None: <prefix>/knob/<name>
     orthogonalize_against: tuple[str, ...] = ()  # other knobs' names
     one_to_all: int | None = None
+    # "vector": adds its vector at alpha; "bpm": a tempo knob, whose "alpha" is the BPM a model with a
+    # beat input plays at (the scene's tempo; a model without one ignores it)
+    target: str = "vector"
+
+    @property
+    def is_tempo(self) -> bool:
+        return self.target == "bpm"
 
     def alpha_for(self, value01: float) -> float:
         """Alpha at normalised knob position ``value01`` (clamped to 0..1)."""

@@ -35,7 +35,9 @@ _MODEL_KEYS = ("source", "family", "device", "backend", "steps", "cfg_scale", "s
                "alpha_units")
 _SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link", "bpm")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
-              "midi", "osc", "orthogonalize_against", "one_to_all")
+              "midi", "osc", "orthogonalize_against", "one_to_all", "target")
+KNOB_TARGETS = ("vector", "bpm")
+_VECTOR_ONLY = ("vector", "layers", "one_to_all", "orthogonalize_against")
 _MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
 _MODEL_FILES = ("model_config.json", "model_index.json", "config.json")  # stable-audio-tools, diffusers, transformers
 _MISSING = object()
@@ -216,17 +218,24 @@ def _scene(c: _Checker, t: Any) -> dict[str, Any]:
 
 def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[str, Any]:
     w: KeyPath = ("knob", i)
-    t = c.table(t, w, _KNOB_KEYS, required=("name", "vector"))
+    t = c.table(t, w, _KNOB_KEYS, required=("name",))
     name = c.get(t, w, "name", "str", f"knob{i}", check=lambda v: KNOB_NAME.fullmatch(v) is not None,
                  expected="a name of letters, digits, '_' or '-' starting with a letter (it becomes an OSC address)")
+    tempo = c.get(t, w, "target", KNOB_TARGETS, "vector") == "bpm"
+    if tempo:
+        _tempo_keys(c, t, w)
+    elif "vector" not in t:
+        c.fail(w, "missing required key 'vector' (or target = \"bpm\" for a tempo knob)")
     vector = c.get(t, w, "vector", "str", "", check=bool, expected="a vector file path relative to the preset")
     if check_files and vector and not (path.parent / vector).expanduser().is_file():
         c.fail((*w, "vector"), f"vector file {(path.parent / vector)} does not exist; "
                "make it with `steerbridge extract` or fix the path (relative to the preset)")
+    bpm = dict(check=lambda v: MIN_BPM <= v <= MAX_BPM,
+               expected=f"a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}") if tempo else {}
     knob = {
-        "name": name, "vector": vector,
-        "alpha_min": c.get(t, w, "alpha_min", "float", -4.0),
-        "alpha_max": c.get(t, w, "alpha_max", "float", 4.0),
+        "name": name, "vector": vector, "target": "bpm" if tempo else "vector",
+        "alpha_min": c.get(t, w, "alpha_min", "float", 70.0 if tempo else -4.0, **bpm),
+        "alpha_max": c.get(t, w, "alpha_max", "float", 160.0 if tempo else 4.0, **bpm),
         "curve": c.get(t, w, "curve", CURVES, "linear"),
         "default": c.get(t, w, "default", "float", 0.5, check=lambda v: 0 <= v <= 1,
                          expected="a normalised knob position 0..1"),
@@ -243,6 +252,16 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
         c.fail((*w, "alpha_max"), f"expected alpha_max different from alpha_min ({knob['alpha_min']}); "
                "the knob would do nothing")
     return knob
+
+
+def _tempo_keys(c: _Checker, t: dict[str, Any], w: KeyPath) -> None:
+    """A tempo knob (``target = "bpm"``) steers no vector, and its alpha range is a tempo range."""
+    for key in _VECTOR_ONLY:
+        if key in t:
+            c.fail((*w, key), f"a tempo knob (target = \"bpm\") sets the tempo and has no {key}; remove it")
+    for key in ("alpha_min", "alpha_max"):
+        if key not in t:
+            c.fail(w, f"a tempo knob needs {key}: a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}")
 
 
 def _midi(c: _Checker, t: Any, w: KeyPath) -> dict[str, Any] | None:
@@ -275,6 +294,11 @@ def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any
                 c.fail(("knob", i, "orthogonalize_against"),
                        f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}), "
                        f"got {other!r}")
+            elif knobs[names.index(other)].get("target") == "bpm":
+                c.fail(("knob", i, "orthogonalize_against"), f"knob {other!r} sets the tempo and has no vector "
+                       "to orthogonalise against")
+        if knob.get("target") == "bpm" and [k.get("target") for k in knobs[:i]].count("bpm"):
+            c.fail(("knob", i, "target"), "a preset has at most one tempo knob")
     seen: dict[tuple[Any, ...], str] = {}
     for i, knob in enumerate(knobs):
         m = knob["midi"]
@@ -305,7 +329,11 @@ def preset_to_toml(data: dict[str, Any], *, new_dir: Path, base_dir: Path) -> st
     knobs = []
     for k in data["knobs"]:
         knob = clean(k)
-        knob["vector"] = rebase(knob["vector"])
+        if knob.pop("target") == "bpm":
+            knob["target"] = "bpm"
+            del knob["vector"]
+        else:
+            knob["vector"] = rebase(knob["vector"])
         if "midi" in knob:
             knob["midi"] = clean(knob["midi"])
         knobs.append(knob)
