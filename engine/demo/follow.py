@@ -103,17 +103,19 @@ def render_audio(model: tp.Any, prompts: list[str], seeds: list[int], *, steps: 
 def prompt_following(model: tp.Any, *, gaps: dict[str, float], pairs: int = 8, steps: int = 8,
                      cfg_scale: float = 5.0, attributes: tp.Sequence[str] = tuple(CONTRASTS), seed: int = 0,
                      second_opinions: tp.Mapping[str, tuple[str, tp.Callable[[np.ndarray, int], float]]] | None = None,
-                     ) -> list[PairStats]:
+                     bpm: float | None = None) -> list[PairStats]:
     """Per contrast, the pairs' stats by its descriptor; then, for an attribute in ``second_opinions``
     (attribute -> (name, fn(audio, sr))), the same renders judged by that descriptor too (its class gap is
-    ``gaps[f"{attribute}/{name}"]`` when given, else unknown: shift_over_gap is nan)."""
+    ``gaps[f"{attribute}/{name}"]`` when given, else unknown: shift_over_gap is nan). ``bpm``: a
+    beat-conditioned model renders every caption at this tempo (None: no beat input)."""
     prompts: list[str] = []
     seeds: list[int] = []
     for attribute in attributes:
         for i, (p, n) in enumerate(caption_pairs(attribute, n=pairs, seed=seed)):
             prompts += [p, n]
             seeds += [EVAL_SEED + i] * 2  # same seed within a pair
-    audio = render_audio(model, prompts, seeds, steps=steps, cfg_scale=cfg_scale)
+    audio = render_audio(model, prompts, seeds, steps=steps, cfg_scale=cfg_scale,
+                         extra=None if bpm is None else [{"beat": bpm}] * len(prompts))
     sr = model.sample_rate
     stats, extra, second_opinions = [], [], second_opinions or {}
     for k, attribute in enumerate(attributes):
