@@ -13,7 +13,7 @@ from steerbridge.engine.demo import score
 from steerbridge.engine.demo.beat import BEAT_CHANNELS, beat_features, with_beat
 from steerbridge.engine.demo.corpus import CorpusOptions, _draw, beat_grid
 from steerbridge.engine.demo.model import CONFIG_PATH, build_model, export_model, load_model_folder
-from steerbridge.engine.demo.train import _beat_values, _init_from
+from steerbridge.engine.demo.train import _beat_values, init_weights_from
 
 RATE = 22050 / 256
 
@@ -74,7 +74,7 @@ def test_init_from_grows_the_input_projections_so_the_grown_model_starts_as_the_
     old = build_model().eval()
     export_model(old, tmp_path)
     grown = build_model(beat_config).eval()
-    line = _init_from(grown, tmp_path)
+    line = init_weights_from(grown, tmp_path)
     assert "2 grown" in line and "project_in" in line
     old = load_model_folder(tmp_path)  # the fp16 round trip both now share
     x, t = torch.randn(1, old.io_channels, 64), torch.full((1,), 0.7)

@@ -21,7 +21,10 @@ prompt-following at its own settings is logged and it is exported to
 ``OUT/export`` (the teacher's config, sampling defaults ``steps`` 4 and
 ``cfg_scale`` 1, verified by a strict load). The architecture and the
 steering sites are unchanged: a distilled folder loads and steers through the
-engine's normal path, its fingerprint differs, so vectors are made again.
+engine's normal path, its fingerprint differs, so vectors are made again. A
+teacher with a beat input (``train --beat``) gets a beat with each
+trajectory (``beat_value``), and ``--init-from`` can start the student from
+an earlier student instead of the teacher, grown to the new input.
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ import torch
 
 from steerbridge.engine.demo.captions import caption
 from steerbridge.engine.demo.corpus import CorpusOptions, sample_attributes
-from steerbridge.engine.demo.score import TEMPO_BPM_V2
 from steerbridge.engine.demo.data import CONTRASTS, synthetic_class_gaps
 from steerbridge.engine.demo.follow import beat_tracker, prompt_following
 from steerbridge.engine.demo.model import export_model, latent_frames, load_model_folder, no_activation_checkpointing
 from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
+from steerbridge.engine.demo.score import TEMPO_BPM_V2
 
-__all__ = ["DistillConfig", "corpus_gaps", "distill", "export_checkpoint", "main", "rf_schedule", "teacher_targets"]
+__all__ = ["DistillConfig", "beat_value", "corpus_gaps", "distill", "export_checkpoint", "main", "rf_schedule",
+           "teacher_targets"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,9 +199,9 @@ def distill(out: Path, *, cfg: DistillConfig, minutes: float | None, resume: boo
     teacher = load_model_folder(teacher_folder)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     if cfg.init_from and ckpt is None:  # e.g. the shipped student, grown to take the teacher's beat input
-        from steerbridge.engine.demo.train import _init_from
+        from steerbridge.engine.demo.train import init_weights_from
 
-        log(_init_from(student, Path(cfg.init_from)))
+        log(init_weights_from(student, Path(cfg.init_from)))
     no_activation_checkpointing(student)
     student.pretransform.requires_grad_(False)
     student.conditioner.requires_grad_(False)

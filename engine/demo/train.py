@@ -47,7 +47,7 @@ from steerbridge.engine.demo.model import (CONFIG_PATH, build_model, export_mode
                                            no_activation_checkpointing)
 from steerbridge.engine.demo.runlog import Cadence, RunLog, atomic_save, cosine_lr, optimise, rate_line
 
-__all__ = ["TrainConfig", "onset_loss", "train", "main"]
+__all__ = ["TrainConfig", "init_weights_from", "model_config", "onset_loss", "train", "main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def onset_loss(pred: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, x0: torch.
     return torch.nn.functional.mse_loss(x0_hat.diff(dim=-1), x0.diff(dim=-1))
 
 
-def _init_from(model: torch.nn.Module, folder: Path) -> str:
+def init_weights_from(model: torch.nn.Module, folder: Path) -> str:
     """Copy every weight whose name and shape match from ``folder``'s model (the rest stay fresh).
 
     The second-generation model keeps the first's transformer and text layers
@@ -195,7 +195,7 @@ def train(out: Path, *, cfg: TrainConfig, minutes: float | None, resume: bool, t
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if cfg.init_from and not resume:
-        log(_init_from(model, Path(cfg.init_from)))
+        log(init_weights_from(model, Path(cfg.init_from)))
         ema.load_state_dict(model.state_dict())
     if resume:
         model.load_state_dict(ckpt["model"], strict=True)
