@@ -52,8 +52,10 @@ def test_conditioner_reads_numbers_and_dicts_and_takes_anything_else_as_no_beat(
     assert x.shape[-1] == cond.frames(2.0) and cond.frames(2.0) % 2 == 0
     with pytest.raises(ValueError, match="outside 20..400"):
         cond([5.0], "cpu")
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="expected the keys bpm"):
         cond([{"bpm": 100.0, "tempo": 3}], "cpu")
+    with pytest.raises(ValueError, match=r"got \['seconds'\]"):
+        cond([{"seconds": 2.0}], "cpu")
     with pytest.raises(TypeError, match="BPM number"):
         cond([[1, 2]], "cpu")
 

@@ -84,8 +84,8 @@ def _parse(value: tp.Any) -> dict[str, float] | None:
     if not isinstance(value, dict):
         raise TypeError(f"beat: expected a BPM number or a dict with 'bpm', got {type(value).__name__}")
     unknown = set(value) - {"bpm", "seconds", "phase"}
-    if unknown:
-        raise ValueError(f"beat: unknown keys {sorted(unknown)} (expected bpm, seconds, phase)")
+    if unknown or "bpm" not in value:
+        raise ValueError(f"beat: expected the keys bpm (and optionally seconds, phase), got {sorted(value)}")
     bpm = float(value["bpm"])
     if not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
         raise ValueError(f"beat: bpm {bpm} is outside {MIN_BPM:g}..{MAX_BPM:g}")
