@@ -87,6 +87,31 @@ class _Sweep:
 
 
 
+def _tempo_as_vector(preset: tp.Any) -> tuple[tp.Any, str]:
+    """``preset`` with a tempo *vector* knob to orthogonalise against, and a note when it had to be made.
+
+    A beat model's tempo knob (``target = "bpm"``) sets the render tempo and has no vector, so mood names the
+    tempo vector file in its ``orthogonalize_against``: the knob is swapped for that file (all its layers) and
+    every render plays at the tempo knob's default BPM, as the bridge renders the mood knob's moves."""
+    tempo = preset.knob("tempo")
+    if not tempo.is_tempo:
+        return preset, ""
+    files = [o for o in preset.knob("mood").orthogonalize_against if o.endswith(".safetensors")]
+    if not files:
+        return None, ("the tempo knob sets the BPM and has no vector, and the mood knob names no tempo vector "
+                      "file in orthogonalize_against")
+    bpm = tempo.default_alpha
+    swapped = dataclasses.replace(tempo, target="vector", vector=str(preset.ortho_path(files[0])), layers=None,
+                                  alpha_min=-1.0, alpha_max=1.0, default=0.5)
+    mood = dataclasses.replace(preset.knob("mood"),
+                               orthogonalize_against=tuple(o for o in preset.knob("mood").orthogonalize_against
+                                                           if o not in files) + ("tempo",))
+    out = dataclasses.replace(preset.with_knob(swapped).with_knob(mood),
+                              scene=dataclasses.replace(preset.scene, bpm=bpm))
+    return out, (f"tempo knob sets the BPM (renders at its default, {bpm:g} BPM); mood is orthogonalised "
+                 f"against the tempo vector file {_shown(out.vector_path('tempo'))}")
+
+
 def _shown(path: Path) -> str:
     """A vector path as the report shows it: relative to the repository when inside it (no machine paths)."""
     try:
@@ -212,6 +237,9 @@ def entangle_part(runner: tp.Any, preset: tp.Any, *, prompts: tuple[str, ...], a
     missing = [n for n in ("mood", "tempo") if n not in preset.knob_names()]
     if missing:
         return {"skipped": f"needs knobs named mood and tempo; the preset has {list(preset.knob_names())}"}
+    preset, tempo_note = _tempo_as_vector(preset)
+    if preset is None:
+        return {"skipped": tempo_note}
     from steerbridge.engine.demo.train import TrainConfig
 
     sw = _Sweep(runner=runner, prompts=prompts, alphas=alphas, seeds=tuple(seeds), seconds=seconds, render=render,
@@ -223,6 +251,8 @@ def entangle_part(runner: tp.Any, preset: tp.Any, *, prompts: tuple[str, ...], a
                      "source": "engine/demo/train.py TrainConfig (the model folder does not record it)"},
         "prompts": list(prompts), "alphas": alphas, "seeds": list(seeds), "seconds": seconds, "thresholds": ENTANGLE,
         "preset_orthogonalizes": list(mood.orthogonalize_against), "variants": {}}
+    if tempo_note:
+        res["tempo_knob"] = tempo_note
     v = res["variants"]
     v["preset"] = _variant(sw, raw, "preset", "the preset's mood knob, raw vs orthogonalised against the tempo "
                                               "knob's vector file, as the engine does it")

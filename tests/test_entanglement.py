@@ -92,3 +92,22 @@ def test_reextracted_vector_is_found_from_a_relative_output_folder(tmp_path: Pat
     moved, info = entangle._reextract(sw, load_preset(TINY), "tempo", [1], Path("out") / "tempo_at_1.safetensors")
     assert moved.vector_path("tempo") == tmp_path / "out" / "tempo_at_1.safetensors"
     assert moved.vector_path("tempo").is_file() and info["layers"] == [1]
+
+
+def test_a_tempo_knob_is_swapped_for_the_tempo_vector_file_mood_names() -> None:
+    """A beat model's tempo knob sets the BPM: mood is orthogonalised against the tempo vector file it names,
+    and the sweep renders at the tempo knob's default BPM."""
+    from steerbridge.bridge.presets.model import Knob, load_preset
+
+    entangle = _script("_entangle")
+    tiny = load_preset(TINY)
+    file = "vectors/tiny/tempo.safetensors"
+    beat = tiny.with_knob(Knob(name="tempo", target="bpm", alpha_min=80.0, alpha_max=120.0, default=0.25))
+    preset, note = entangle._tempo_as_vector(beat)
+    assert preset is None and "names no tempo vector file" in note
+    beat = beat.with_knob(dataclasses.replace(beat.knob("mood"), orthogonalize_against=(file,)))
+    preset, note = entangle._tempo_as_vector(beat)
+    assert preset.scene.bpm == 90.0 and "90 BPM" in note
+    assert not preset.knob("tempo").is_tempo and preset.vector_path("tempo") == tiny.vector_path("tempo")
+    assert preset.knob("mood").orthogonalize_against == ("tempo",)
+    assert entangle._tempo_as_vector(tiny) == (tiny, "")  # a tempo vector knob: nothing to swap

@@ -277,3 +277,15 @@ def test_gui_command_is_registered_and_imports_the_panel_lazily() -> None:
     assert args.func.__module__ == "steerbridge.bridge.cli.gui" and args.preset == "x.toml" and args.no_midi
     text = (ROOT / "bridge" / "cli" / "gui.py").read_text()
     assert 'importlib.import_module("steerbridge.gui.app")' in text
+
+
+def test_a_tempo_knob_card_shows_the_tempo_in_bpm(qtbot) -> None:
+    from steerbridge.bridge.presets.model import Knob
+    from steerbridge.gui.widgets.knob import KnobCard
+
+    knob = Knob(name="tempo", target="bpm", alpha_min=70.0, alpha_max=160.0, stops=5)
+    card = KnobCard(knob)
+    qtbot.addWidget(card)
+    card.set_value(0.5, knob.alpha_for(0.5))
+    assert card.alpha_label.text() == "115.0 BPM" and "tempo 70 .. 160 BPM" in card.dial.toolTip()
+    assert card.value_label.toolTip().startswith("tempo range")

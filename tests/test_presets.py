@@ -97,7 +97,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("edit, expected", [
     (("curve = \"exp\"", "curve = \"cubic\""), "knob[0].curve: expected one of 'linear', 'exp', 'log'"),
     (("name = \"tempo\"", "name = \"mood\""), "knob name 'mood' is used twice"),
-    (("[\"mood\"]", "[\"nope\"]"), "orthogonalize_against: expected names of other knobs (mood), got 'nope'"),
+    (("[\"mood\"]", "[\"nope\"]"),
+     "orthogonalize_against: expected names of other knobs (mood) or vector files (*.safetensors), got 'nope'"),
     (("alpha_max = 6", "alpha_max = -2"), "expected alpha_max different from alpha_min"),
     (("cc = 74 }", "cc = 4, mode = \"nrpn\" }"), "mode 'nrpn' needs the key nrpn"),
     (("cc = 74 }", "cc = 40, mode = \"14bit\" }"), "expected a CC number 0..31 (14-bit"),
@@ -228,3 +229,25 @@ def test_one_tempo_knob_per_preset(tmp_path: Path) -> None:
     found = problems(tmp_path, TEMPO + TEMPO[len(GOOD):].replace('"bpm"\ntarget', '"bpm2"\ntarget')
                      .replace("cc = 75", "cc = 76"))
     assert any("at most one tempo knob" in p for p in found), found
+
+
+def test_orthogonalise_against_a_vector_file_beside_a_tempo_knob(tmp_path: Path) -> None:
+    """A tempo knob has no vector, so mood names the tempo vector file; saving elsewhere re-bases it."""
+    from steerbridge.bridge.engine_link.jobs import render_job_for
+
+    text = TEMPO.replace('orthogonalize_against = ["mood"]', 'orthogonalize_against = ["mood", "v/tv.safetensors"]')
+    preset = load_preset(write(tmp_path, text), check_files=False)
+    assert preset.ortho_path("v/tv.safetensors") == (tmp_path / "v" / "tv.safetensors").resolve()
+    term = render_job_for(preset, {"tempo": 1.0}).terms[0]
+    assert term.orthogonalize_against == (str(preset.vector_path("mood")), str(tmp_path / "v" / "tv.safetensors"))
+    (tmp_path / "sub").mkdir()
+    moved = save_preset(preset, tmp_path / "sub" / "moved.toml")
+    assert moved.knob("tempo").orthogonalize_against == ("mood", "../v/tv.safetensors")
+    assert moved.ortho_path("../v/tv.safetensors") == preset.ortho_path("v/tv.safetensors")
+    (tmp_path / "v").mkdir()
+    for name in ("mood", "tempo"):
+        (tmp_path / "v" / f"{name}.safetensors").write_bytes(b"")
+    with pytest.raises(PresetError, match=r"knob\[1\].orthogonalize_against: vector file .*tv.safetensors does not"):
+        load_preset(write(tmp_path, text))
+    found = problems(tmp_path, text.replace('"v/tv.safetensors"]', '"v/tv.pt"]'))
+    assert any("or vector files (*.safetensors), got 'v/tv.pt'" in p for p in found), found

@@ -12,7 +12,13 @@ interval of grid alphas around 0 that moves the descriptor furthest while
 - every render in it stays within the prompt-swap distance (the top of the
   range still sounds like the same loop, not another piece), and
 - the descriptor follows alpha (mean per-prompt Spearman rho >= 0.9 on the
-  grid points inside it).
+  grid points inside it; a concept judged by two descriptors, tempo and
+  mood: the widest range whose lower rho of the two is within 0.05 of the
+  best, the rule tools/choose_steering.py uses).
+
+A tempo knob (``target = "bpm"``, a model with a beat input) is swept over
+BPMs (``--bpm-grid``) around its default, which stands in for alpha 0; the
+line printed for it gives the knob position of that default in the range.
 
 Prints one line per knob and writes ``ranges.json`` (the whole grid, for the
 model card). It does not edit the preset: copy the ranges you accept.
@@ -38,6 +44,7 @@ from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
 def grid_scores(runner, preset, knob, concept, grid, args) -> dict:
     sw = acc.sweep(runner, preset, knob, concept, grid, args, {})
     return {"prompts": list(sw["prompts"]), "grid": grid, "descriptors": sw["values"],
+            "second_opinions": sw["extra"], "center": knob.default_alpha if knob.is_tempo else 0.0,
             "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]],
             "prompt_swap_distance": sw["cutoff"]}
 
@@ -49,11 +56,12 @@ def mean_rho(grid: np.ndarray, rows: tp.Sequence, lo: int, hi: int) -> float:
 
 
 def ranges(scores: dict, scale: float, max_distance: float = 1.0) -> tp.Iterator[dict]:
-    """Every interval of >= 3 grid points around alpha 0 whose renders all stay within ``max_distance``
-    times the prompt-swap distance, with its grid indices, mean rho and shift (in concept scale units)."""
+    """Every interval of >= 3 grid points around alpha 0 (a tempo knob: its default BPM, ``center``) whose
+    renders all stay within ``max_distance`` times the prompt-swap distance, with its grid indices, mean rho
+    and shift (in concept scale units)."""
     grid = np.array(scores["grid"])
     vals, ratios = np.array(scores["descriptors"]), np.array(scores["distance_over_swap"])
-    zero = int(np.argmin(np.abs(grid)))
+    zero = int(np.argmin(np.abs(grid - scores.get("center", 0.0))))
     for lo in range(0, zero + 1):
         for hi in range(zero, len(grid)):
             if hi - lo < 2 or ratios[:, lo:hi + 1].max() > max_distance:
@@ -74,6 +82,33 @@ def choose(scores: dict, scale: float, min_rho: float = 0.9, max_distance: float
                            f"distance with rho >= {min_rho:g}"}
 
 
+# Lower rhos this close count as tied: a mean Spearman rho over four prompts moves by about this much from one
+# seed to the next, and a range a third as wide is a worse knob than 0.03 of rho is a better one.
+RHO_TIE = 0.05
+
+
+def widest_near_best(items: list, rho: tp.Callable, shift: tp.Callable, floor: float | None = None):
+    """Of ``items``, the widest ``shift`` among those whose ``rho`` is within RHO_TIE of the best, or at least
+    ``floor`` when given (None if none qualifies)."""
+    floor = max((rho(x) for x in items), default=math.nan) - RHO_TIE if floor is None else floor
+    return max((x for x in items if rho(x) >= floor), key=shift, default=None)
+
+
+def agreed_range(scores: dict, scale: float, max_distance: float = 1.0, floor: float | None = None) -> dict:
+    """For a concept judged by two descriptors: of calibrate_ranges' valid intervals moving the descriptor up,
+    the widest whose *lower* rho of the two is within RHO_TIE of the highest (or at least ``floor``)."""
+    g, found = np.array(scores["grid"]), []
+    for cand in ranges(scores, scale, max_distance):
+        lo, hi = cand.pop("lo"), cand.pop("hi")
+        agree = min([cand["rho"]] + [mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
+        if cand["shift_units"] > 0 and math.isfinite(agree):
+            found.append({**cand, "lower_rho": agree})
+    pick = widest_near_best(found, lambda c: c["lower_rho"], lambda c: c["shift_units"], floor)
+    return pick or {"alpha_min": None, "alpha_max": None,
+                    "why": f"no interval of >= 3 grid points within {max_distance:g} x the prompt-swap "
+                           "distance moves it up"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", default="-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3", help="alphas to try")
     ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
                     help="neutral prompts (default: the extraction bases; the acceptance benchmark holds its own out)")
+    ap.add_argument("--bpm-grid", default="60,70,80,90,100,110,120,130,140,150,160,170,180",
+                    help="BPMs to try for a tempo knob (target = \"bpm\"), around its default")
     ap.add_argument("--knob", action="append", default=[], help="knob to calibrate (repeatable; default all)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=4.0)
@@ -98,15 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     args.seed = preset.scene.seed if args.seed is None else args.seed
     report = {"preset": str(args.preset), "model": runner.model.source, "fingerprint": runner.model.fingerprint,
               "seed": args.seed, "knobs": {}}
+    bpm_grid = [float(b) for b in args.bpm_grid.split(",")]
     for knob in preset.knobs:
         concept = acc.CONCEPTS.get(knob.name)
         if concept is None or (args.knob and knob.name not in args.knob):
             continue
-        scores = grid_scores(runner, preset, knob, concept, grid, args)
-        pick = choose(scores, concept.scale)
+        knob_grid = sorted(set(bpm_grid) | {knob.default_alpha}) if knob.is_tempo else grid
+        scores = grid_scores(runner, preset, knob, concept, knob_grid, args)
+        # judged by two descriptors (tempo, mood): the range both follow best, as tools/choose_steering.py
+        pick = agreed_range(scores, concept.scale) if scores["second_opinions"] else choose(scores, concept.scale)
+        if knob.is_tempo and pick.get("alpha_min") is not None:
+            pick["default"] = (knob.default_alpha - pick["alpha_min"]) / (pick["alpha_max"] - pick["alpha_min"])
         report["knobs"][knob.name] = {**scores, "recommended": pick}
-        print(f"{knob.name}: recommended alpha range {pick.get('alpha_min')} .. {pick.get('alpha_max')} "
-              f"(rho {pick.get('rho', math.nan):.2f}, shift {pick.get('shift_units', math.nan):.2f} x "
+        at = f", default = {pick['default']:.6f}" if "default" in pick else ""
+        print(f"{knob.name}: recommended alpha range {pick.get('alpha_min')} .. {pick.get('alpha_max')}{at} "
+              f"(rho {pick.get('rho', math.nan):.2f}, lower of two {pick.get('lower_rho', math.nan):.2f}, "
+              f"shift {pick.get('shift_units', math.nan):.2f} x "
               f"{concept.scale} {concept.descriptor}) {pick.get('why', '')}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ranges.json").write_text(json.dumps(acc.clean(report), indent=1))

@@ -41,7 +41,6 @@ import shutil
 import sys
 import tempfile
 import time
-import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tools"))
 import calibrate_ranges as cal  # noqa: E402  (the range rule and the sweep it runs)
+from calibrate_ranges import RHO_TIE, agreed_range, widest_near_best  # noqa: E402,F401  (the two-descriptor rule)
 import demo_acceptance as acc  # noqa: E402
 from _targets import STEER, STEER_TARGETS  # noqa: E402
 
@@ -108,32 +108,7 @@ def sweep_scores(runner, preset, concept, grid, args) -> dict:
             "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]]}
 
 
-# Lower rhos this close count as tied: a mean Spearman rho over four prompts moves by about this much from one
-# seed to the next, and a range a third as wide is a worse knob than 0.03 of rho is a better one.
-RHO_TIE = 0.05
 SWEEP_KEYS = ("grid", "descriptors", "second_opinions", "distance_over_swap")  # what a candidate's sweep measured
-
-
-def widest_near_best(items: list, rho: tp.Callable, shift: tp.Callable, floor: float | None = None):
-    """Of ``items``, the widest ``shift`` among those whose ``rho`` is within RHO_TIE of the best, or at least
-    ``floor`` when given (None if none qualifies)."""
-    floor = max((rho(x) for x in items), default=math.nan) - RHO_TIE if floor is None else floor
-    return max((x for x in items if rho(x) >= floor), key=shift, default=None)
-
-
-def agreed_range(scores: dict, scale: float, max_distance: float = 1.0, floor: float | None = None) -> dict:
-    """For a concept judged by two descriptors: of calibrate_ranges' valid intervals moving the descriptor up,
-    the widest whose *lower* rho of the two is within RHO_TIE of the highest (or at least ``floor``)."""
-    g, found = np.array(scores["grid"]), []
-    for cand in cal.ranges(scores, scale, max_distance):
-        lo, hi = cand.pop("lo"), cand.pop("hi")
-        agree = min([cand["rho"]] + [cal.mean_rho(g, rows, lo, hi) for rows in scores["second_opinions"].values()])
-        if cand["shift_units"] > 0 and math.isfinite(agree):
-            found.append({**cand, "lower_rho": agree})
-    pick = widest_near_best(found, lambda c: c["lower_rho"], lambda c: c["shift_units"], floor)
-    return pick or {"alpha_min": None, "alpha_max": None,
-                    "why": f"no interval of >= 3 grid points within {max_distance:g} x the prompt-swap "
-                           "distance moves it up"}
 
 
 def judge(scores: dict, concept, max_distance: float = 1.0, floor: float | None = None) -> dict:
@@ -166,10 +141,10 @@ def best(results: list[dict], concept=None, max_distance: float = 1.0) -> dict |
                             lambda r: r["recommended"]["shift_units"], floor)
 
 
-def preset_text(source: str, model, vector: Path, name: str) -> str:
+def preset_text(source: str, model, vector: Path, name: str, bpm: float | None = None) -> str:
     o = model.adapter.options
     return (f'[model]\nsource = "{source}"\nsteps = {o.get("steps", 8)}\ncfg_scale = {o.get("cfg_scale", 6.0)}\n'
-            f'[scene]\nprompt = "{EXTRACT_BASES[0]}"\nseed = 0\n'
+            f'[scene]\nprompt = "{EXTRACT_BASES[0]}"\nseed = 0\n' + (f'bpm = {bpm}\n' if bpm else '') +
             f'[[knob]]\nname = "{name}"\nvector = "{vector}"\nalpha_min = -1.0\nalpha_max = 1.0\n')
 
 
@@ -191,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "orthogonalised against)")
     ap.add_argument("--reuse-report", type=Path, metavar="JSON",
                     help="an earlier steering_choice.json: judge its sweeps again instead of rendering them")
+    ap.add_argument("--bpm", type=float, help="render the sweeps at this tempo (a model with a beat input: the "
+                                              "preset's tempo knob default, as the bridge renders knob moves)")
     ap.add_argument("--dry-run", action="store_true", help="measure and report; leave the vector files alone")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -214,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = sorted({float(a) for a in args.grid.split(",")} | {0.0})
     source = args.source if args.source in ("demo", "tiny") else str(Path(args.source).resolve())
     report = {"model": model.source, "fingerprint": model.fingerprint, "seed": args.seed, "grid": grid,
-              "max_distance": args.max_distance,
+              "max_distance": args.max_distance, "bpm": args.bpm,
               "prompts": list(EXTRACT_BASES), "rule": __doc__.split("\n\n")[1], "concepts": {}}
     sweep_args = argparse.Namespace(prompts=tuple(EXTRACT_BASES), seed=args.seed, seconds=args.seconds, source=None)
     earlier = {}
@@ -246,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                     path = None  # extracted only if it wins
                 else:
                     preset_path = Path(tmp) / f"{name}-{len(results)}.toml"
-                    preset_path.write_text(preset_text(source, model, extract(cand, cand["layers"], path), name))
+                    preset_path.write_text(preset_text(source, model, extract(cand, cand["layers"], path), name,
+                                                         args.bpm))
                     sweep_args.preset = preset_path
                     preset, runner = acc.open_runner(sweep_args)
                     scores = sweep_scores(runner, preset, concept, grid, sweep_args)

@@ -155,7 +155,7 @@ def render_job_for(preset: Preset, alphas: dict[str, float], *, prompt: str | No
             continue
         terms.append(VectorTerm(
             path=str(preset.vector_path(knob)), alpha=alpha, layers=knob.layers, one_to_all=knob.one_to_all,
-            orthogonalize_against=tuple(str(preset.vector_path(o)) for o in knob.orthogonalize_against)))
+            orthogonalize_against=tuple(str(preset.ortho_path(o)) for o in knob.orthogonalize_against)))
     return RenderJob(
         prompt=prompt if prompt is not None else s.prompt,
         seed=seed if seed is not None else s.seed,

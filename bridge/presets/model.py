@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from steerbridge.bridge.presets.schema import (ALPHA_UNITS, CFG_MODES, CURVES, MIDI_MODES, PresetError,
-                                               parse_preset_text, preset_to_toml)
+                                               is_vector_file, parse_preset_text, preset_to_toml)
 from steerbridge.bridge.presets.tomlscan import scan_lines
 from steerbridge.bridge.util.atomic import atomic_write_text
 from steerbridge.engine.vocab import (BACKENDS, DEFAULT_ALPHA_UNITS, DEFAULT_CFG_MODE, DEFAULT_CFG_SCALE,
@@ -92,7 +92,7 @@ class Knob:
     layers: tuple[int, ...] | None = None  # None: every layer the vector has
     midi: MidiBinding | None = None
     osc: str | None = None  # None: <prefix>/knob/<name>
-    orthogonalize_against: tuple[str, ...] = ()  # other knobs' names
+    orthogonalize_against: tuple[str, ...] = ()  # other knobs' names or vector files (*.safetensors)
     one_to_all: int | None = None
     # "vector": adds its vector at alpha; "bpm": a tempo knob, whose "alpha" is the BPM a model with a
     # beat input plays at (the scene's tempo; a model without one ignores it)
@@ -174,6 +174,10 @@ class Preset:
 
     def vector_path(self, knob: Knob | str) -> Path:
         return self.resolve((self.knob(knob) if isinstance(knob, str) else knob).vector)
+
+    def ortho_path(self, entry: str) -> Path:
+        """The vector file an ``orthogonalize_against`` entry names: another knob's, or a file of its own."""
+        return self.resolve(entry) if is_vector_file(entry) else self.vector_path(entry)
 
     def model_source(self) -> str:
         """``tiny``/``demo``/``tiny:<family>`` as is; a folder made absolute (what ``engine.load_model`` takes)."""

@@ -23,8 +23,8 @@ from steerbridge.engine.vocab import (ALPHA_UNITS, BACKENDS, CFG_MODES, DEFAULT_
                                       DEFAULT_CFG_SCALE, DEFAULT_FAMILY, DEFAULT_SECONDS, DEFAULT_STEPS, MAX_SECONDS,
                                       MAX_STEPS, MAX_BPM, MIN_BPM, TINY_PREFIX, is_builtin_source)
 
-__all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "CURVES", "CFG_MODES", "ALPHA_UNITS",
-           "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
+__all__ = ["PresetError", "parse_preset_text", "preset_to_toml", "is_vector_file", "CURVES", "CFG_MODES",
+           "ALPHA_UNITS", "MIDI_MODES", "BUILTIN_SOURCES", "KNOB_NAME"]
 
 CURVES = ("linear", "exp", "log")
 MIDI_MODES = ("7bit", "14bit", "nrpn")
@@ -94,6 +94,11 @@ class _Checker:
             self.fail((*where, key), f"expected {what}, got {table[key]!r}")
             return None if default is _MISSING else default
         return value
+
+
+def is_vector_file(entry: str) -> bool:
+    """Whether an ``orthogonalize_against`` entry names a vector file rather than a knob (names have no dots)."""
+    return entry.endswith(".safetensors")
 
 
 def _convert(value: Any, kind: str | tuple[str, ...]) -> tuple[bool, Any]:
@@ -227,9 +232,11 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
     elif "vector" not in t:
         c.fail(w, "missing required key 'vector' (or target = \"bpm\" for a tempo knob)")
     vector = c.get(t, w, "vector", "str", "", check=bool, expected="a vector file path relative to the preset")
-    if check_files and vector and not (path.parent / vector).expanduser().is_file():
-        c.fail((*w, "vector"), f"vector file {(path.parent / vector)} does not exist; "
-               "make it with `steerbridge extract` or fix the path (relative to the preset)")
+    ortho = c.get(t, w, "orthogonalize_against", "str_list", ())
+    for key, file in [("vector", vector), *(("orthogonalize_against", o) for o in ortho if is_vector_file(o))]:
+        if check_files and file and not (path.parent / file).expanduser().is_file():
+            c.fail((*w, key), f"vector file {(path.parent / file)} does not exist; "
+                   "make it with `steerbridge extract` or fix the path (relative to the preset)")
     bpm = dict(check=lambda v: MIN_BPM <= v <= MAX_BPM,
                expected=f"a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}") if tempo else {}
     knob = {
@@ -244,7 +251,7 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
                         and len(set(v)) == len(v), expected="a non-empty list of distinct layer indices >= 0"),
         "osc": c.get(t, w, "osc", "str", None, check=lambda v: v.startswith("/") and not re.search(r"[\s#*?,\[\]{}]", v),
                      expected="an OSC address starting with '/' without spaces or wildcards"),
-        "orthogonalize_against": c.get(t, w, "orthogonalize_against", "str_list", ()),
+        "orthogonalize_against": ortho,
         "one_to_all": c.get(t, w, "one_to_all", "int", None, check=lambda v: v >= 0, expected="a layer index >= 0"),
         "midi": _midi(c, t["midi"], (*w, "midi")) if "midi" in t else None,
     }
@@ -290,13 +297,15 @@ def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any
         if names.index(knob["name"]) != i:
             c.fail(("knob", i, "name"), f"knob name {knob['name']!r} is used twice; names must be unique")
         for other in knob["orthogonalize_against"]:
+            if is_vector_file(other):
+                continue  # a vector file (checked with the knob's own file): e.g. a tempo vector beside a tempo knob
             if other == knob["name"] or other not in names:
                 c.fail(("knob", i, "orthogonalize_against"),
-                       f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}), "
-                       f"got {other!r}")
+                       f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}) "
+                       f"or vector files (*.safetensors), got {other!r}")
             elif knobs[names.index(other)].get("target") == "bpm":
                 c.fail(("knob", i, "orthogonalize_against"), f"knob {other!r} sets the tempo and has no vector "
-                       "to orthogonalise against")
+                       "to orthogonalise against; name the tempo vector file instead")
         if knob.get("target") == "bpm" and [k.get("target") for k in knobs[:i]].count("bpm"):
             c.fail(("knob", i, "target"), "a preset has at most one tempo knob")
     seen: dict[tuple[Any, ...], str] = {}
@@ -334,6 +343,9 @@ def preset_to_toml(data: dict[str, Any], *, new_dir: Path, base_dir: Path) -> st
             del knob["vector"]
         else:
             knob["vector"] = rebase(knob["vector"])
+        if "orthogonalize_against" in knob:
+            knob["orthogonalize_against"] = [rebase(o) if is_vector_file(o) else o
+                                             for o in knob["orthogonalize_against"]]
         if "midi" in knob:
             knob["midi"] = clean(knob["midi"])
         knobs.append(knob)

@@ -225,14 +225,17 @@ class KnobCard(QFrame):
         self.dial.configure(default=knob.default, origin=origin, stops=knob.stop_values())
         self.midi_label.setText(describe_midi(knob.midi))
         self.osc_label.setText(knob.osc_address(self._prefix))
-        self.dial.setToolTip(f"{knob.name}: alpha {lo:+g} .. {hi:+g} ({knob.curve}), {knob.stops} pre-rendered "
+        what = f"tempo {lo:g} .. {hi:g} BPM" if knob.is_tempo else f"alpha {lo:+g} .. {hi:+g}"
+        self.dial.setToolTip(f"{knob.name}: {what} ({knob.curve}), {knob.stops} pre-rendered "
                              f"stops; drag, wheel or arrow keys; double-click resets to {knob.default:g}")
 
     def set_value(self, value: float, alpha: float) -> None:
         self.dial.set_value(value)
-        self.alpha_label.setText(f"α {alpha:+.2f}")
+        # a tempo knob's "alpha" is the BPM the model plays at (target = "bpm")
+        self.alpha_label.setText(f"{alpha:.1f} BPM" if self._knob.is_tempo else f"α {alpha:+.2f}")
         self.value_label.setText(f"knob {value:.3f}")
-        self.value_label.setToolTip(f"alpha range {self._knob.alpha_min:+g} .. {self._knob.alpha_max:+g}, "
+        what = "tempo range" if self._knob.is_tempo else "alpha range"
+        self.value_label.setToolTip(f"{what} {self._knob.alpha_min:+g} .. {self._knob.alpha_max:+g}, "
                                     f"{self._knob.curve} curve")
 
     def set_status(self, status: str) -> None:
