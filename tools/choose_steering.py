@@ -200,7 +200,24 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("fingerprint") != model.fingerprint:
             ap.error(f"--reuse-report {args.reuse_report}: measured on model {old.get('fingerprint')}, "
                      f"not {model.fingerprint}")
-        earlier = {(n, c["label"]): c for n, r in old["concepts"].items() for c in r["candidates"]}
+        earlier = {(n, c["label"]): c for n, r in old["concepts"].items() for c in r["candidates"] if "grid" in c}
+    out = args.report or args.vectors
+    out.mkdir(parents=True, exist_ok=True)
+    earlier_report = out / "steering_choice.json"
+    if earlier_report.is_file():  # concepts chosen by an earlier run on this model stay in the report
+        old = json.loads(earlier_report.read_text())
+        if old.get("fingerprint") == model.fingerprint:
+            report["concepts"].update(old.get("concepts", {}))
+
+    def save() -> None:
+        text = json.dumps(acc.clean(report), indent=1, default=str)
+        earlier_report.with_suffix(".json.tmp").write_text(text)
+        os.replace(earlier_report.with_suffix(".json.tmp"), earlier_report)
+        if not args.dry_run:
+            tmp_record = record_path.with_suffix(".json.tmp")
+            tmp_record.write_text(json.dumps(record, indent=1, default=float))
+            os.replace(tmp_record, record_path)
+
     with tempfile.TemporaryDirectory(prefix="steerbridge-choose-") as tmp:
         for name in args.concept or list(record["concepts"]):
             concept, made = get_concept(name), record["concepts"][name]
@@ -216,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             results = []
             localised = made.setdefault("localised_layers", list(made["layers"]))  # make_vectors' choice
             for cand in candidates(list(localised), model.num_layers, steps):
+                if args.site and cand["site"] != args.site:  # not rendered: it could not be chosen
+                    results.append({**cand, "label": label(cand), "excluded": f"--site {args.site}"})
+                    continue
                 t0 = time.perf_counter()
                 path = Path(tmp) / f"{name}-{len(results)}.safetensors"
                 if (name, label(cand)) in earlier:
@@ -227,11 +247,14 @@ def main(argv: list[str] | None = None) -> int:
                                                          args.bpm))
                     sweep_args.preset = preset_path
                     preset, runner = acc.open_runner(sweep_args)
-                    scores = sweep_scores(runner, preset, concept, grid, sweep_args)
+                    try:
+                        scores = sweep_scores(runner, preset, concept, grid, sweep_args)
+                    except RuntimeError as exc:  # e.g. NaN audio at a large alpha: this candidate is out
+                        print(f"{name} {label(cand)}: excluded, a render failed ({exc})", flush=True)
+                        results.append({**cand, "label": label(cand), "excluded": f"a render failed: {exc}"})
+                        continue
                 res = {**cand, "label": label(cand), "file": path, **judge(scores, concept, args.max_distance),
                        "seconds_taken": time.perf_counter() - t0}
-                if args.site and cand["site"] != args.site:
-                    res["excluded"] = f"--site {args.site}"
                 results.append(res)
                 pick = res["recommended"]
                 print(f"{name} {res['label']}: range {pick.get('alpha_min')} .. {pick.get('alpha_max')} "
@@ -243,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "chosen": win["label"] if win else None}
             if win is None:
                 print(f"{name}: no candidate has a valid range; its file is left as it is", flush=True)
+                save()
                 continue
             print(f"{name}: chose {win['label']}, alpha {win['recommended']['alpha_min']} .. "
                   f"{win['recommended']['alpha_max']}", flush=True)
@@ -261,13 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                             per_step=win["per_step"], first_steps=win.get("first_steps"),
                             chosen_by="tools/choose_steering.py",
                             recommended_range=win["recommended"])
-    out = args.report or args.vectors
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "steering_choice.json").write_text(json.dumps(acc.clean(report), indent=1, default=str))
-    if not args.dry_run:
-        tmp_record = record_path.with_suffix(".json.tmp")
-        tmp_record.write_text(json.dumps(record, indent=1, default=float))
-        os.replace(tmp_record, record_path)
+            save()  # after every concept: a later concept's failure loses nothing chosen so far
     print(f"wrote {out / 'steering_choice.json'}")
     return 0
 
