@@ -45,13 +45,19 @@ def test_preset_and_every_shipped_vector_fit_the_demo_model(demo) -> None:
     layers = json.loads((VECTORS / "layers.json").read_text())
     assert layers["fingerprint"] == demo.fingerprint
     for knob in preset.knobs:
+        assert knob.midi is not None and knob.osc_address().startswith("/steer/knob/")
+        if knob.is_tempo:  # sets the BPM of the model's beat input: no vector
+            assert demo.adapter.takes_bpm and knob.vector == ""
+            continue
         vector = engine.load_vector(preset.vector_path(knob), model=demo)  # refuses another model's vector
         assert vector.meta.fingerprint == demo.fingerprint
         made = layers["concepts"][knob.name]
         assert list(vector.layers) == made.get("file_layers", made["layers"])
         # a file written at every layer (--every-layer) steers only where its knob says: the chosen layers
         assert list(knob.layers or vector.layers) == made["layers"]
-        assert knob.midi is not None and knob.osc_address().startswith("/steer/knob/")
+    for entry in preset.knob("mood").orthogonalize_against:  # the tempo vector file, beside the tempo knob
+        vector = engine.load_vector(preset.ortho_path(entry), model=demo)
+        assert vector.meta.fingerprint == demo.fingerprint and vector.meta.concept == "tempo"
 
 
 def _tempo(audio, sr):  # librosa's estimate (the eval extra), else the numpy one
@@ -75,22 +81,26 @@ def _descriptor(name):
                         "onsets/s) to 107.7 BPM across the preset's range (-0.5 .. 1.5) and 'bell song' stays at "
                         "107.7; docs/demo-model.md. strict: this turns into a failure when a retrained model passes, "
                         "so the mark is removed then"))])
-def test_shipped_vector_moves_its_descriptor(demo, name) -> None:
-    """The knob's two ends, same prompt and seed: its descriptor moves the way the knob says, on two prompts."""
+def test_shipped_knob_moves_its_descriptor(demo, name) -> None:
+    """The knob's two ends, same prompt and seed: its descriptor moves the way the knob says, on two prompts.
+    The tempo knob's ends are two BPMs given to the model's beat input; the others steer their vectors."""
     from steerbridge import engine
     from steerbridge.bridge.presets.model import load_preset
 
     preset = load_preset(PRESET)
     knob = preset.knob(name)
-    vector = engine.load_vector(preset.vector_path(knob), model=demo)
+    # a beat model's tempo knob gives the tempo the vector knobs' moves are rendered at (None: no tempo knob)
+    tempo = next((k.default_alpha for k in preset.knobs if k.is_tempo), None)
+    vector = None if knob.is_tempo else engine.load_vector(preset.vector_path(knob), model=demo)
     measure = _descriptor(name)
     for prompt in ("piano loop", "bell song"):
-        request = engine.RenderRequest(prompt=prompt, seed=3, seconds=4.0, steps=preset.model.steps,
-                                       cfg_scale=preset.model.cfg_scale)
         values = []
         for alpha in (knob.alpha_min, knob.alpha_max):
-            steering = engine.Steering(terms=(engine.SteeringTerm(vector=vector, alpha=alpha, layers=knob.layers),),
-                                       cfg_mode=preset.model.cfg_mode, alpha_units=preset.model.alpha_units)
+            request = engine.RenderRequest(prompt=prompt, seed=3, seconds=4.0, steps=preset.model.steps,
+                                           cfg_scale=preset.model.cfg_scale, bpm=alpha if knob.is_tempo else tempo)
+            steering = None if vector is None else engine.Steering(
+                terms=(engine.SteeringTerm(vector=vector, alpha=alpha, layers=knob.layers),),
+                cfg_mode=preset.model.cfg_mode, alpha_units=preset.model.alpha_units)
             r = demo.render(request, steering=steering)
             values.append(measure(r.audio, r.sample_rate))
         assert values[1] > values[0], (name, prompt, values)
