@@ -96,7 +96,9 @@ def _tempo_as_vector(preset: tp.Any) -> tuple[tp.Any, str]:
     tempo = preset.knob("tempo")
     if not tempo.is_tempo:
         return preset, ""
-    files = [o for o in preset.knob("mood").orthogonalize_against if o.endswith(".safetensors")]
+    from steerbridge.bridge.presets.schema import is_vector_file
+
+    files = [o for o in preset.knob("mood").orthogonalize_against if is_vector_file(o)]
     if not files:
         return None, ("the tempo knob sets the BPM and has no vector, and the mood knob names no tempo vector "
                       "file in orthogonalize_against")
@@ -237,6 +239,7 @@ def entangle_part(runner: tp.Any, preset: tp.Any, *, prompts: tuple[str, ...], a
     missing = [n for n in ("mood", "tempo") if n not in preset.knob_names()]
     if missing:
         return {"skipped": f"needs knobs named mood and tempo; the preset has {list(preset.knob_names())}"}
+    asked = list(preset.knob("mood").orthogonalize_against)  # as written, before a tempo knob is swapped
     preset, tempo_note = _tempo_as_vector(preset)
     if preset is None:
         return {"skipped": tempo_note}
@@ -250,7 +253,7 @@ def entangle_part(runner: tp.Any, preset: tp.Any, *, prompts: tuple[str, ...], a
         "coupling": {"mood_tempo_coupling": TrainConfig.mood_tempo_coupling,
                      "source": "engine/demo/train.py TrainConfig (the model folder does not record it)"},
         "prompts": list(prompts), "alphas": alphas, "seeds": list(seeds), "seconds": seconds, "thresholds": ENTANGLE,
-        "preset_orthogonalizes": list(mood.orthogonalize_against), "variants": {}}
+        "preset_orthogonalizes": asked, "variants": {}}
     if tempo_note:
         res["tempo_knob"] = tempo_note
     v = res["variants"]

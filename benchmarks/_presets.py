@@ -1,7 +1,8 @@
 """Presets with any number of knobs, made from a shipped preset's knobs (for the scaling benchmarks).
 
 Knob i is the shipped preset's vector knob ``i % n`` (its vector, range,
-curve and stops; a tempo knob, which steers no vector, is left out) renamed ``<name><i // n>`` for the copies, without MIDI/OSC bindings or
+curve and stops; a tempo knob, which steers no vector, is left out) renamed
+``<name><i // n>`` for the copies, without MIDI/OSC bindings or
 orthogonalisation, so 2, 6, 12 or 16 knobs steer real vectors of the model.
 A copy's range is the original's scaled by ``1 / (1 + i // n / 8)`` (alpha 0
 stays at the same knob position): with the same range its stops would be the
