@@ -109,6 +109,15 @@ def agreed_range(scores: dict, scale: float, max_distance: float = 1.0, floor: f
                            "distance moves it up"}
 
 
+def pick_range(scores: dict, scale: float, *, min_rho: float = 0.9, max_distance: float = 1.0,
+               floor: float | None = None) -> dict:
+    """The range rule: a concept judged by two descriptors (tempo, mood) gets the range both follow best
+    (``agreed_range``), any other the widest with rho >= ``min_rho`` (``choose``)."""
+    if scores.get("second_opinions"):
+        return agreed_range(scores, scale, max_distance, floor)
+    return choose(scores, scale, min_rho=min_rho, max_distance=max_distance)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         knob_grid = sorted(set(bpm_grid) | {knob.default_alpha}) if knob.is_tempo else grid
         scores = grid_scores(runner, preset, knob, concept, knob_grid, args)
-        # judged by two descriptors (tempo, mood): the range both follow best, as tools/choose_steering.py
-        pick = agreed_range(scores, concept.scale) if scores["second_opinions"] else choose(scores, concept.scale)
+        pick = pick_range(scores, concept.scale)
         if knob.is_tempo and pick.get("alpha_min") is not None:
             pick["default"] = (knob.default_alpha - pick["alpha_min"]) / (pick["alpha_max"] - pick["alpha_min"])
         report["knobs"][knob.name] = {**scores, "recommended": pick}

@@ -101,24 +101,14 @@ def early_only(vector, first_steps: int | None):
                                                                          "first_steps": first_steps}))
 
 
-def sweep_scores(runner, preset, concept, grid, args) -> dict:
-    """calibrate_ranges' sweep: descriptors, distances over the prompt-swap distance, second opinions."""
-    sw = acc.sweep(runner, preset, preset.knobs[0], concept, grid, args, {})
-    return {"grid": grid, "descriptors": sw["values"], "second_opinions": sw["extra"],
-            "distance_over_swap": [[d / sw["cutoff"] for d in row] for row in sw["dists"]]}
-
-
 SWEEP_KEYS = ("grid", "descriptors", "second_opinions", "distance_over_swap")  # what a candidate's sweep measured
 
 
 def judge(scores: dict, concept, max_distance: float = 1.0, floor: float | None = None) -> dict:
     """The range rule (calibrate_ranges' at the concept's target rho; with a second opinion, the range both
     descriptors follow best), plus the second opinions' rho inside the range."""
-    if scores["second_opinions"]:
-        pick = agreed_range(scores, concept.scale, max_distance, floor)
-    else:
-        pick = cal.choose(scores, concept.scale, min_rho=STEER_TARGETS.get(concept.name, STEER)["rho"],
-                          max_distance=max_distance)
+    pick = cal.pick_range(scores, concept.scale, min_rho=STEER_TARGETS.get(concept.name, STEER)["rho"],
+                          max_distance=max_distance, floor=floor)
     second = {}
     if pick.get("alpha_min") is not None:
         g = np.array(scores["grid"])
@@ -248,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     sweep_args.preset = preset_path
                     preset, runner = acc.open_runner(sweep_args)
                     try:
-                        scores = sweep_scores(runner, preset, concept, grid, sweep_args)
+                        scores = cal.grid_scores(runner, preset, preset.knobs[0], concept, grid, sweep_args)
                     except RuntimeError as exc:  # e.g. NaN audio at a large alpha: this candidate is out
                         print(f"{name} {label(cand)}: excluded, a render failed ({exc})", flush=True)
                         results.append({**cand, "label": label(cand), "excluded": f"a render failed: {exc}"})
