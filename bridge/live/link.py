@@ -15,8 +15,9 @@ more than ``republish_s``, and tells listeners about tempo, peers and
 transport changes (on this thread: keep them short).
 
 A transport change lands on the next quantum (bar line): the timeline's
-``switch_beat`` is the first whole bar at or after the beat at which the
-change was seen.
+``switch_beat`` is the first whole bar at or after the change. A peer's start
+carries its time in the session, so it lands on its bar line even when it
+reaches this process late (see ``_switch``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class LinkSession:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._local_playing: bool | None = None  # without start/stop sync: our own transport
+        self._last_beat = -math.inf  # the beat at the previous poll
         self.timeline: Timeline | None = None  # NB: replaced whole; readers take one reference
         self._status = LinkStatus(False, float(tempo), 0, False, 0.0, float(quantum), start_stop_sync)
         self._sinks: list[Callable[[Timeline], None]] = []
@@ -217,20 +219,44 @@ class LinkSession:
         if peers != old.peers:
             changed.append(("peers", peers))
         if tl is None or playing != tl.playing:
-            switch = math.ceil(beat / self.quantum - 1e-9) * self.quantum if tl is not None else -math.inf
-            before = tl.playing_at(beat) if tl is not None else playing  # a pending switch may not have landed
+            before = tl.playing_at(tl.beat_at(t)) if tl is not None else playing  # a pending switch may not have landed
+            switch = -math.inf
+            if tl is not None:
+                t, beat, switch = self._switch(link, t, beat, playing, peers)
             changed.append(("playing", playing))
             tl = Timeline(t, beat, bpm, self.quantum, playing, switch, before)
             self._publish(tl)
         elif abs(tl.beat_at(t) - beat) * 60.0 / bpm > self._republish_s or bpm != tl.bpm:
             self._publish(replace(tl, origin=t, beat=beat, bpm=bpm))
         self._status = LinkStatus(True, bpm, peers, playing, beat, self.quantum, self.start_stop_sync)
+        self._last_beat = beat
         for what, value in changed:
             for listener in self._listeners:
                 try:
                     listener(what, value)
                 except Exception:
                     log.exception("Link listener %r failed on %s", listener, what)
+
+    def _switch(self, link: Any, t: float, beat: float, playing: bool, peers: int) -> tuple[float, float, float]:
+        """(t, beat, the bar line the transport change lands on) for a change this poll saw.
+
+        The change reaches this poll late: by the poll interval, by a starved
+        thread, and for a peer's start by the network too. Quantising the beat
+        seen now would then skip a bar line the change came before (a start a
+        whole bar late). A peer's start has a time in the Link session: as
+        Link's own examples do, beat 0 is put on the first bar line at or after
+        it (the beat numbers move by whole bars; the phase stays the band's),
+        so a start seen late still lands on its bar line, or joins in phase.
+        Anything else lands on the first bar line at or after the previous
+        poll's beat, the last moment the old transport was seen.
+        """
+        q = self.quantum
+        if playing and self.start_stop_sync and peers > 0:
+            link.request_beat_at_start_playing_time(0.0)
+            t, beat = self._sample(link)
+            return t, beat, 0.0
+        last = self._last_beat if -math.inf < self._last_beat <= beat else beat  # renumbered since: use now
+        return t, beat, math.ceil(last / q - 1e-9) * q
 
     def _publish(self, tl: Timeline) -> None:
         self.timeline = tl
