@@ -90,24 +90,26 @@ class _Sweep:
 def _tempo_as_vector(preset: tp.Any) -> tuple[tp.Any, str]:
     """``preset`` with a tempo *vector* knob to orthogonalise against, and a note when it had to be made.
 
-    A beat model's tempo knob (``target = "bpm"``) sets the render tempo and has no vector, so mood names the
-    tempo vector file in its ``orthogonalize_against``: the knob is swapped for that file (all its layers) and
-    every render plays at the tempo knob's default BPM, as the bridge renders the mood knob's moves."""
+    A beat model's tempo knob (``target = "bpm"``) sets the render tempo. Without a vector of its own, mood names
+    the tempo vector file in its ``orthogonalize_against``; the knob is swapped for its own vector, else that
+    file (all its layers), and every render plays at the tempo knob's default BPM, as the bridge renders the
+    mood knob's moves."""
     tempo = preset.knob("tempo")
     if not tempo.is_tempo:
         return preset, ""
     from steerbridge.bridge.presets.schema import is_vector_file
 
-    files = [o for o in preset.knob("mood").orthogonalize_against if is_vector_file(o)]
-    if not files:
+    ortho = preset.knob("mood").orthogonalize_against
+    files = [] if tempo.vector else [o for o in ortho if is_vector_file(o)]
+    if not tempo.vector and not files:
         return None, ("the tempo knob sets the BPM and has no vector, and the mood knob names no tempo vector "
                       "file in orthogonalize_against")
     bpm = tempo.default_alpha
-    swapped = dataclasses.replace(tempo, target="vector", vector=str(preset.ortho_path(files[0])), layers=None,
-                                  alpha_min=-1.0, alpha_max=1.0, default=0.5)
-    mood = dataclasses.replace(preset.knob("mood"),
-                               orthogonalize_against=tuple(o for o in preset.knob("mood").orthogonalize_against
-                                                           if o not in files) + ("tempo",))
+    path = str(preset.vector_path(tempo) if tempo.vector else preset.ortho_path(files[0]))  # its own vector first
+    swapped = dataclasses.replace(tempo, target="vector", vector=path, layers=None, alpha_min=-1.0, alpha_max=1.0,
+                                  default=0.5, vector_alpha_min=None, vector_alpha_max=None)
+    kept = tuple(o for o in ortho if o not in files and o != "tempo")
+    mood = dataclasses.replace(preset.knob("mood"), orthogonalize_against=kept + ("tempo",))
     out = dataclasses.replace(preset.with_knob(swapped).with_knob(mood),
                               scene=dataclasses.replace(preset.scene, bpm=bpm))
     return out, (f"tempo knob sets the BPM (renders at its default, {bpm:g} BPM); mood is orthogonalised "

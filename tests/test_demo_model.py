@@ -46,9 +46,10 @@ def test_preset_and_every_shipped_vector_fit_the_demo_model(demo) -> None:
     assert layers["fingerprint"] == demo.fingerprint
     for knob in preset.knobs:
         assert knob.midi is not None and knob.osc_address().startswith("/steer/knob/")
-        if knob.is_tempo:  # sets the BPM of the model's beat input: no vector
-            assert demo.adapter.takes_bpm and knob.vector == ""
-            continue
+        if knob.is_tempo:  # sets the BPM of the model's beat input (and may steer a vector with it)
+            assert demo.adapter.takes_bpm
+            if not knob.vector:
+                continue
         vector = engine.load_vector(preset.vector_path(knob), model=demo)  # refuses another model's vector
         assert vector.meta.fingerprint == demo.fingerprint
         made = layers["concepts"][knob.name]
@@ -83,7 +84,8 @@ def _descriptor(name):
                         "so the mark is removed then"))])
 def test_shipped_knob_moves_its_descriptor(demo, name) -> None:
     """The knob's two ends, same prompt and seed: its descriptor moves the way the knob says, on two prompts.
-    The tempo knob's ends are two BPMs given to the model's beat input; the others steer their vectors."""
+    The tempo knob's ends are two BPMs given to the model's beat input (with its vector, if it has one, at the
+    alphas they map to); the others steer their vectors."""
     from steerbridge import engine
     from steerbridge.bridge.presets.model import load_preset
 
@@ -91,15 +93,15 @@ def test_shipped_knob_moves_its_descriptor(demo, name) -> None:
     knob = preset.knob(name)
     # a beat model's tempo knob gives the tempo the vector knobs' moves are rendered at (None: no tempo knob)
     tempo = next((k.default_alpha for k in preset.knobs if k.is_tempo), None)
-    vector = None if knob.is_tempo else engine.load_vector(preset.vector_path(knob), model=demo)
+    vector = engine.load_vector(preset.vector_path(knob), model=demo) if knob.vector else None
     measure = _descriptor(name)
     for prompt in ("piano loop", "bell song"):
         values = []
         for alpha in (knob.alpha_min, knob.alpha_max):
             request = engine.RenderRequest(prompt=prompt, seed=3, seconds=4.0, steps=preset.model.steps,
                                            cfg_scale=preset.model.cfg_scale, bpm=alpha if knob.is_tempo else tempo)
-            steering = None if vector is None else engine.Steering(
-                terms=(engine.SteeringTerm(vector=vector, alpha=alpha, layers=knob.layers),),
+            steering = None if vector is None else engine.Steering(  # a tempo knob's vector follows its BPM
+                terms=(engine.SteeringTerm(vector=vector, alpha=knob.vector_alpha(alpha), layers=knob.layers),),
                 cfg_mode=preset.model.cfg_mode, alpha_units=preset.model.alpha_units)
             r = demo.render(request, steering=steering)
             values.append(measure(r.audio, r.sample_rate))

@@ -110,4 +110,9 @@ def test_a_tempo_knob_is_swapped_for_the_tempo_vector_file_mood_names() -> None:
     assert preset.scene.bpm == 90.0 and "90 BPM" in note
     assert not preset.knob("tempo").is_tempo and preset.vector_path("tempo") == tiny.vector_path("tempo")
     assert preset.knob("mood").orthogonalize_against == ("tempo",)
+    own = beat.with_knob(dataclasses.replace(beat.knob("tempo"), vector="vectors/tiny/brightness.safetensors",
+                                             vector_alpha_min=-1.0, vector_alpha_max=1.0))
+    preset, note = entangle._tempo_as_vector(own)  # a tempo knob with a vector: its own, not mood's file
+    assert preset.vector_path("tempo") == tiny.vector_path("brightness") and not preset.knob("tempo").is_tempo
+    assert preset.knob("mood").orthogonalize_against == (file, "tempo") and preset.scene.bpm == 90.0
     assert entangle._tempo_as_vector(tiny) == (tiny, "")  # a tempo vector knob: nothing to swap

@@ -212,17 +212,42 @@ def test_a_tempo_knob_loads_saves_and_sets_the_render_tempo(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (("target = \"bpm\"", "target = \"bpm\"\nvector = \"v/x.safetensors\""), "sets the tempo and has no vector"),
+    (("target = \"bpm\"", "target = \"bpm\"\nvector = \"v/x.safetensors\""),
+     "a tempo knob with a vector needs vector_alpha_min: the vector's alpha at alpha_min BPM"),
+    (("target = \"bpm\"", "target = \"bpm\"\nvector_alpha_max = 1.0"), "without a vector sets only the tempo"),
+    (("name = \"mood\"", "name = \"mood\"\nvector_alpha_min = 1.0"), "make it a tempo knob"),
     (("alpha_min = 70\n", ""), "a tempo knob needs alpha_min"),
     (("alpha_max = 160", "alpha_max = 900"), "expected a tempo in BPM, 20..400"),
     (("orthogonalize_against = [\"mood\"]", "orthogonalize_against = [\"bpm\"]"), "sets the tempo and has no vector"),
     (("target = \"bpm\"", "target = \"tempo\""), "expected one of 'vector', 'bpm'"),
-    (("name = \"bpm\"", "name = \"bpm\"\nlayers = [1]"), "has no layers"),
+    (("name = \"bpm\"", "name = \"bpm\"\nlayers = [1]"), "layers means nothing"),
 ])
 def test_tempo_knob_mistakes_are_named(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
     assert edit[0] in TEMPO
     found = problems(tmp_path, TEMPO.replace(*edit))
     assert any(expected in p for p in found), found
+
+
+def test_a_tempo_knob_with_a_vector_steers_it_with_the_bpm(tmp_path: Path) -> None:
+    """The vector's alpha follows the BPM from one end of the range to the other; at the BPM where it is 0
+    the job has no term (the unsteered cache entry), and the knob can be orthogonalised against."""
+    from steerbridge.bridge.engine_link.jobs import render_job_for
+
+    text = TEMPO.replace('target = "bpm"', 'target = "bpm"\nvector = "v/beat.safetensors"\nlayers = [2, 3]\n'
+                         'vector_alpha_min = -1.0\nvector_alpha_max = 2.0')
+    text = text.replace('orthogonalize_against = ["mood"]', 'orthogonalize_against = ["bpm"]')
+    preset = load_preset(write(tmp_path, text), check_files=False)
+    knob = preset.knob("bpm")
+    assert knob.is_tempo and knob.vector_alpha(70.0) == -1.0 and knob.vector_alpha(160.0) == 2.0
+    assert knob.vector_alpha(100.0) == 0.0 and knob.vector_alpha(400.0) == 2.0  # clamped to the range's ends
+    fast = render_job_for(preset, {"bpm": 145.0})
+    term = next(t for t in fast.terms if t.path == str(preset.vector_path("bpm")))
+    assert fast.bpm == 145.0 and term.alpha == pytest.approx(1.5) and term.layers == (2, 3)
+    assert render_job_for(preset, {"bpm": 100.0}).terms == ()
+    tempo = render_job_for(preset, {"tempo": 1.0, "bpm": 100.0}).terms
+    assert [t.orthogonalize_against for t in tempo] == [(str(preset.vector_path("bpm")),)]
+    again = save_preset(preset, tmp_path / "saved.toml")
+    assert again.knob("bpm") == knob and "vector_alpha_max = 2.0" in (tmp_path / "saved.toml").read_text()
 
 
 def test_one_tempo_knob_per_preset(tmp_path: Path) -> None:

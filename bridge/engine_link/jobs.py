@@ -142,15 +142,16 @@ def render_job_for(preset: Preset, alphas: dict[str, float], *, prompt: str | No
     Terms are sorted by path so the same state always gives the same job.
     The tempo (reaching only a model with a beat input) is the tempo knob's
     alpha when the preset has one (missing: its default), else ``bpm``, else
-    the scene's.
+    the scene's; a tempo knob with a vector adds it at the alpha its BPM maps to.
     """
     m, s = preset.model, preset.scene
     terms = []
     for knob in preset.knobs:
         if knob.is_tempo:
             bpm = float(alphas.get(knob.name, knob.default_alpha))
-            continue
-        alpha = float(alphas.get(knob.name, 0.0))
+            alpha = knob.vector_alpha(bpm)  # a tempo knob with a vector steers it too
+        else:
+            alpha = float(alphas.get(knob.name, 0.0))
         if alpha == 0.0:
             continue
         terms.append(VectorTerm(

@@ -97,10 +97,25 @@ class Knob:
     # "vector": adds its vector at alpha; "bpm": a tempo knob, whose "alpha" is the BPM a model with a
     # beat input plays at (the scene's tempo; a model without one ignores it)
     target: str = "vector"
+    # A tempo knob may steer a vector too (a beat model plays a faster beat with the same notes per
+    # second; the tempo vector adds the notes): its alpha goes from vector_alpha_min at alpha_min BPM
+    # to vector_alpha_max at alpha_max BPM, linearly in the BPM.
+    vector_alpha_min: float | None = None
+    vector_alpha_max: float | None = None
 
     @property
     def is_tempo(self) -> bool:
         return self.target == "bpm"
+
+    def vector_alpha(self, alpha: float) -> float:
+        """The alpha of the knob's vector when the knob is at ``alpha`` (0: no vector to steer)."""
+        if not self.is_tempo:
+            return float(alpha)
+        if not self.vector or self.vector_alpha_min is None or self.vector_alpha_max is None:
+            return 0.0
+        t = min(1.0, max(0.0, (float(alpha) - self.alpha_min) / (self.alpha_max - self.alpha_min)))
+        a = self.vector_alpha_min + t * (self.vector_alpha_max - self.vector_alpha_min)
+        return 0.0 if abs(a) < 1e-9 * max(1.0, abs(self.vector_alpha_max - self.vector_alpha_min)) else a
 
     def alpha_for(self, value01: float) -> float:
         """Alpha at normalised knob position ``value01`` (clamped to 0..1)."""

@@ -35,9 +35,10 @@ _MODEL_KEYS = ("source", "family", "device", "backend", "steps", "cfg_scale", "s
                "alpha_units")
 _SCENE_KEYS = ("prompt", "seed", "seconds", "negative_prompt", "bars", "link", "bpm")
 _KNOB_KEYS = ("name", "vector", "layers", "alpha_min", "alpha_max", "curve", "default", "stops",
-              "midi", "osc", "orthogonalize_against", "one_to_all", "target")
+              "midi", "osc", "orthogonalize_against", "one_to_all", "target", "vector_alpha_min", "vector_alpha_max")
 KNOB_TARGETS = ("vector", "bpm")
-_VECTOR_ONLY = ("vector", "layers", "one_to_all", "orthogonalize_against")
+_VECTOR_ONLY = ("layers", "one_to_all", "orthogonalize_against")  # a tempo knob has them only with a vector
+_TEMPO_VECTOR = ("vector_alpha_min", "vector_alpha_max")
 _MIDI_KEYS = ("channel", "cc", "mode", "nrpn")
 _MODEL_FILES = ("model_config.json", "model_index.json", "config.json")  # stable-audio-tools, diffusers, transformers
 _MISSING = object()
@@ -231,6 +232,10 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
         _tempo_keys(c, t, w)
     elif "vector" not in t:
         c.fail(w, "missing required key 'vector' (or target = \"bpm\" for a tempo knob)")
+    for key in _TEMPO_VECTOR if not tempo else ():
+        if key in t:
+            c.fail((*w, key), f"{key} is the vector's alpha at a tempo knob's ends; this knob's alpha is its "
+                   "vector's (use alpha_min / alpha_max), or make it a tempo knob (target = \"bpm\")")
     vector = c.get(t, w, "vector", "str", "", check=bool, expected="a vector file path relative to the preset")
     ortho = c.get(t, w, "orthogonalize_against", "str_list", ())
     for key, file in [("vector", vector), *(("orthogonalize_against", o) for o in ortho if is_vector_file(o))]:
@@ -254,6 +259,7 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
         "orthogonalize_against": ortho,
         "one_to_all": c.get(t, w, "one_to_all", "int", None, check=lambda v: v >= 0, expected="a layer index >= 0"),
         "midi": _midi(c, t["midi"], (*w, "midi")) if "midi" in t else None,
+        **{key: c.get(t, w, key, "float", None) for key in _TEMPO_VECTOR},
     }
     if knob["alpha_min"] == knob["alpha_max"]:
         c.fail((*w, "alpha_max"), f"expected alpha_max different from alpha_min ({knob['alpha_min']}); "
@@ -262,10 +268,18 @@ def _knob(c: _Checker, t: Any, i: int, path: Path, check_files: bool) -> dict[st
 
 
 def _tempo_keys(c: _Checker, t: dict[str, Any], w: KeyPath) -> None:
-    """A tempo knob (``target = "bpm"``) steers no vector, and its alpha range is a tempo range."""
-    for key in _VECTOR_ONLY:
-        if key in t:
-            c.fail((*w, key), f"a tempo knob (target = \"bpm\") sets the tempo and has no {key}; remove it")
+    """A tempo knob (``target = "bpm"``) has a tempo range for its alpha range; it steers a vector
+    only when it names one, and then with both ends of that vector's alpha range."""
+    if "vector" in t:
+        for key in _TEMPO_VECTOR:
+            if key not in t:
+                c.fail(w, f"a tempo knob with a vector needs {key}: the vector's alpha at "
+                       f"{'alpha_min' if key.endswith('min') else 'alpha_max'} BPM")
+    else:
+        for key in (*_VECTOR_ONLY, *_TEMPO_VECTOR):
+            if key in t:
+                c.fail((*w, key), f"a tempo knob (target = \"bpm\") without a vector sets only the tempo, so "
+                       f"{key} means nothing; remove it, or give the knob a vector to steer with the tempo")
     for key in ("alpha_min", "alpha_max"):
         if key not in t:
             c.fail(w, f"a tempo knob needs {key}: a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}")
@@ -303,7 +317,7 @@ def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any
                 c.fail(("knob", i, "orthogonalize_against"),
                        f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}) "
                        f"or vector files (*.safetensors), got {other!r}")
-            elif knobs[names.index(other)].get("target") == "bpm":
+            elif not knobs[names.index(other)].get("vector"):
                 c.fail(("knob", i, "orthogonalize_against"), f"knob {other!r} sets the tempo and has no vector "
                        "to orthogonalise against; name the tempo vector file instead")
         if knob.get("target") == "bpm" and [k.get("target") for k in knobs[:i]].count("bpm"):
@@ -340,9 +354,10 @@ def preset_to_toml(data: dict[str, Any], *, new_dir: Path, base_dir: Path) -> st
         knob = clean(k)
         if knob.pop("target") == "bpm":
             knob["target"] = "bpm"
-            del knob["vector"]
-        else:
+        if knob["vector"]:
             knob["vector"] = rebase(knob["vector"])
+        else:
+            del knob["vector"]  # a tempo knob without a vector
         if "orthogonalize_against" in knob:
             knob["orthogonalize_against"] = [rebase(o) if is_vector_file(o) else o
                                              for o in knob["orthogonalize_against"]]

@@ -16,6 +16,7 @@ not, so a remote move never echoes back as a panel move.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QRadialGradient, QWheelEvent
@@ -226,6 +227,9 @@ class KnobCard(QFrame):
         self.midi_label.setText(describe_midi(knob.midi))
         self.osc_label.setText(knob.osc_address(self._prefix))
         what = f"tempo {lo:g} .. {hi:g} BPM" if knob.is_tempo else f"alpha {lo:+g} .. {hi:+g}"
+        if knob.is_tempo and knob.vector:
+            what += (f" and its vector {Path(knob.vector).stem} at alpha {knob.vector_alpha(lo):+g} .. "
+                     f"{knob.vector_alpha(hi):+g}")
         self.dial.setToolTip(f"{knob.name}: {what} ({knob.curve}), {knob.stops} pre-rendered "
                              f"stops; drag, wheel or arrow keys; double-click resets to {knob.default:g}")
 
