@@ -127,20 +127,22 @@ def test_distillation_beats_fit_the_caption_tempo_and_the_trajectory_length() ->
 @pytest.mark.slow
 def test_a_beat_teacher_distils_into_a_beat_student_grown_from_an_earlier_one(beat_model, beat_config,
                                                                              tmp_path) -> None:
-    from steerbridge.engine.adapters.sat_source import DEMO_DIR
     from steerbridge.engine.demo.distill import DistillConfig, distill
 
     export_model(beat_model, tmp_path / "teacher", beat_config)
+    plain = json.loads(CONFIG_PATH.read_text())  # an earlier student without the beat input
+    torch.manual_seed(1)
+    export_model(build_model(plain).eval(), tmp_path / "earlier", plain)
     cfg = DistillConfig(teacher=str(tmp_path / "teacher"), steps=1, batch=2, frames=8, warmup=1,
-                        init_from=str(DEMO_DIR))
+                        init_from=str(tmp_path / "earlier"))
     distill(tmp_path / "out", cfg=cfg, minutes=None, resume=False, threads=1, checkpoint_minutes=60.0,
             eval_minutes=60.0, eval_pairs=0)
     assert "2 grown" in (tmp_path / "out" / "distill.log").read_text()
     student = load_model_folder(tmp_path / "out" / "export")
     assert student.model.model.input_concat_dim == BEAT_CHANNELS
-    shipped = load_model_folder(DEMO_DIR).state_dict()
+    earlier = load_model_folder(tmp_path / "earlier").state_dict()
     key = "model.model.transformer.layers.0.cross_attn.to_q.weight"  # the earlier student's, one small step on
-    assert (student.state_dict()[key] - shipped[key]).abs().max() < 0.05
+    assert (student.state_dict()[key] - earlier[key]).abs().max() < 0.05
     assert not torch.equal(student.state_dict()[key], beat_model.state_dict()[key])
 
 
@@ -157,8 +159,11 @@ def test_the_engine_gives_a_renders_bpm_to_a_beat_model_and_no_other(beat_model,
     plain, at_90, at_140 = (engine.render(dataclasses.replace(request, bpm=b)).audio for b in (None, 90.0, 140.0))
     assert not np.allclose(plain, at_90) and not np.allclose(at_90, at_140)
     assert np.array_equal(at_90, engine.render(dataclasses.replace(request, bpm=90.0)).audio)
-    demo = load_model("demo")
-    if not demo.adapter.takes_bpm:  # a model without a beat input plays the same loop whatever the tempo
-        assert np.array_equal(demo.render(request).audio, demo.render(dataclasses.replace(request, bpm=90.0)).audio)
+    demo = load_model("demo")  # the shipped demo model has the input too; tiny (no input) ignores a tempo
+    assert demo.adapter.takes_bpm
+    assert not np.allclose(demo.render(request).audio, demo.render(dataclasses.replace(request, bpm=90.0)).audio)
+    tiny = load_model("tiny")
+    assert not tiny.adapter.takes_bpm
+    assert np.array_equal(tiny.render(request).audio, tiny.render(dataclasses.replace(request, bpm=90.0)).audio)
     with pytest.raises(EngineError, match="bpm must be in 20..400"):
         RenderRequest(prompt="piano loop", bpm=10.0)
