@@ -38,3 +38,14 @@ def test_the_most_recently_moved_knob_comes_first_and_limit_bounds_the_rest():
     assert len(plan) == 1 + 2 * 4 + 3
     assert grid_stops(knobs, plan[1].alphas) == (2, 2, 1, 2)
     assert grid_stops(knobs, point([0.1, 0, 0, 0])) is None
+
+
+def test_a_tempo_knob_has_no_axis_its_moves_are_new_scenes():
+    """Two loops at two tempos cannot be crossfaded into a third: a tempo knob's stops are never planned."""
+    tempo = Knob(name="tempo", target="bpm", alpha_min=80.0, alpha_max=160.0, stops=5)
+    knobs = [knob(0), tempo, knob(2)]
+    values = [0.3, 0.4375, 0.5]
+    alphas = [k.alpha_for(v) for k, v in zip(knobs, values)]
+    plan = axis_plan(knobs, values, alphas, order=[1, 0], depth="full", limit=10_000)
+    assert len(plan) == 1 + 5 + 4 and 1 not in {p.axis for p in plan}  # k2 sits on a stop: the exact point
+    assert all(p.alphas[1] == 115.0 for p in plan) and plan[1].axis == 0

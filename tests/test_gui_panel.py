@@ -289,6 +289,7 @@ def test_a_tempo_knob_card_shows_the_tempo_in_bpm(qtbot) -> None:
     card.set_value(0.5, knob.alpha_for(0.5))
     assert card.alpha_label.text() == "115.0 BPM" and "tempo 70 .. 160 BPM" in card.dial.toolTip()
     assert card.value_label.toolTip().startswith("tempo range")
+    assert "renders the loop at the new tempo" in card.dial.toolTip() and card.dial._stops == ()
     steering = Knob(name="tempo", target="bpm", alpha_min=80.0, alpha_max=160.0, vector="v/tempo.safetensors",
                     vector_alpha_min=-1.0, vector_alpha_max=1.5)
     card.set_spec(steering)

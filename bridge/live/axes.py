@@ -13,7 +13,10 @@ which grows as ``stops ** K`` and whose cell has ``2 ** K`` corners):
 3. the rest of each axis, nearest stops first (``depth="full"``, at most
    ``limit``).
 
-So a plan has at most ``1 + sum(stops)`` points. The mix (:func:`axis_gains`)
+So a plan has at most ``1 + sum(stops)`` points. A tempo knob (``target =
+"bpm"``) has no axis here: the tempo is part of the scene (a move renders the
+loop again at the new tempo, as a new prompt does), and two loops at two
+tempos cannot be crossfaded into a third, so its stops are never rendered. The mix (:func:`axis_gains`)
 stands at an *anchor* (an exact render, newest first) and crossfades only
 along the :data:`MAX_AXES` knobs moved most recently; knobs moved earlier sit
 at the anchor's alpha until the exact render for the new point lands. At most
@@ -95,7 +98,7 @@ def axis_plan(knobs: Sequence[Knob], values: Sequence[float], alphas: Sequence[f
     plan, seen = [AxisPoint(base, None, None)], {base}
     if depth == "none" or not knobs:
         return plan
-    ranked = [*dict.fromkeys([*order, *range(len(knobs))])]
+    ranked = [i for i in dict.fromkeys([*order, *range(len(knobs))]) if not knobs[i].is_tempo]
 
     def add(i: int, s: int) -> None:
         p = base[:i] + (_stops(knobs[i])[s],) + base[i + 1:]

@@ -223,15 +223,17 @@ class KnobCard(QFrame):
         self._knob = knob
         lo, hi = knob.alpha_min, knob.alpha_max
         origin = knob.value_for(0.0) if min(lo, hi) <= 0.0 <= max(lo, hi) else 0.0
-        self.dial.configure(default=knob.default, origin=origin, stops=knob.stop_values())
+        # a tempo knob has no pre-rendered stops: a move renders the loop at the new tempo (bridge/live/axes.py)
+        self.dial.configure(default=knob.default, origin=origin, stops=() if knob.is_tempo else knob.stop_values())
         self.midi_label.setText(describe_midi(knob.midi))
         self.osc_label.setText(knob.osc_address(self._prefix))
         what = f"tempo {lo:g} .. {hi:g} BPM" if knob.is_tempo else f"alpha {lo:+g} .. {hi:+g}"
         if knob.is_tempo and knob.vector:
             what += (f" and its vector {Path(knob.vector).stem} at alpha {knob.vector_alpha(lo):+g} .. "
                      f"{knob.vector_alpha(hi):+g}")
-        self.dial.setToolTip(f"{knob.name}: {what} ({knob.curve}), {knob.stops} pre-rendered "
-                             f"stops; drag, wheel or arrow keys; double-click resets to {knob.default:g}")
+        ready = "a move renders the loop at the new tempo" if knob.is_tempo else f"{knob.stops} pre-rendered stops"
+        self.dial.setToolTip(f"{knob.name}: {what} ({knob.curve}), {ready}; drag, wheel or arrow keys; "
+                             f"double-click resets to {knob.default:g}")
 
     def set_value(self, value: float, alpha: float) -> None:
         self.dial.set_value(value)
