@@ -239,6 +239,34 @@ def test_a_start_seen_late_still_lands_on_the_bar_line_after_it():
         peer.close()
 
 
+@loopback_only
+def test_a_tempo_knob_move_under_link_renders_once_at_the_tempo_link_keeps(tmp_path):
+    """Link keeps tempos to 0.01 BPM: a knob at 117.3456 BPM must not render there (at the old loop
+    length) and again at Link's 117.35 when it echoes; one render, at Link's tempo and its bar length."""
+    (tmp_path / "bpm.toml").write_text(PRESET + '\n[[knob]]\nname = "bpm"\ntarget = "bpm"\n'
+                                       'alpha_min = 80.0\nalpha_max = 160.0\n')
+    from steerbridge.bridge.live.link import tempo_key
+    from steerbridge.bridge.live.session import Session, SessionOptions
+
+    options = SessionOptions(output="null", fallback="null", osc=None, midi=None, engine="inprocess", grid="none",
+                             progress=False)
+    s = Session(tmp_path / "bpm.toml", options=options)
+    s.start(timeout=600)
+    try:
+        assert s.scheduler.wait_idle(timeout=300)
+        s.link.link._poll_s = 0.1  # noqa: SLF001  (Link's echo comes well after the scheduler's 20 ms settle)
+        before = s.scheduler.stats().submitted
+        s.state.set_alpha("bpm", 117.3456, source="midi")
+        assert wait_for(lambda: tempo_key(s.link.status().tempo) == 117.35, timeout=5)
+        time.sleep(0.3)  # Link's echo has come back through the poll
+        assert s.scheduler.wait_idle(timeout=300)
+        snap = s.state.snapshot()
+        assert snap.bpm == 117.35 and snap.seconds == pytest.approx(bar_seconds(2, 117.35))
+        assert s.scheduler.stats().submitted - before == 1
+    finally:
+        s.close()
+
+
 def _in_time_with_the_peer(tmp_path, output):
     from support.linkpeer import Peer
 

@@ -157,6 +157,10 @@ class LinkPlay:
         asked = _asked_tempo(change, self.state.snapshot().preset)
         if asked is not None:
             self.link.set_tempo(asked)  # a tempo asked for here goes to the band, as any peer's
+            # and the loop follows now, at the tempo Link will echo (0.01 BPM), seconds and tempo together:
+            # waiting for the echo made one render at the asked tempo and the old length, then another
+            self._bpm = tempo_key(asked)
+            self._retime()
         elif change.kind in ("bars", "preset") or (change.kind in ("seconds", "bpm") and change.source != "link"):
             self._retime()
         elif change.kind == "playing" and change.source != "link" and self._follow_transport:
