@@ -213,10 +213,10 @@ def test_a_tempo_knob_loads_saves_and_sets_the_render_tempo(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("edit, expected", [
     (("target = \"bpm\"", "target = \"bpm\"\nvector = \"v/x.safetensors\""),
-     "a tempo knob with a vector needs vector_alpha_min: the vector's alpha at alpha_min BPM"),
+     "missing required key 'vector_alpha_min' for a tempo knob with a vector: the vector's alpha at alpha_min BPM"),
     (("target = \"bpm\"", "target = \"bpm\"\nvector_alpha_max = 1.0"), "without a vector sets only the tempo"),
     (("name = \"mood\"", "name = \"mood\"\nvector_alpha_min = 1.0"), "make it a tempo knob"),
-    (("alpha_min = 70\n", ""), "a tempo knob needs alpha_min"),
+    (("alpha_min = 70\n", ""), "missing required key 'alpha_min' for a tempo knob"),
     (("alpha_max = 160", "alpha_max = 900"), "expected a tempo in BPM, 20..400"),
     (("orthogonalize_against = [\"mood\"]", "orthogonalize_against = [\"bpm\"]"), "sets the tempo and has no vector"),
     (("target = \"bpm\"", "target = \"tempo\""), "expected one of 'vector', 'bpm'"),

@@ -273,7 +273,7 @@ def _tempo_keys(c: _Checker, t: dict[str, Any], w: KeyPath) -> None:
     if "vector" in t:
         for key in _TEMPO_VECTOR:
             if key not in t:
-                c.fail(w, f"a tempo knob with a vector needs {key}: the vector's alpha at "
+                c.fail(w, f"missing required key '{key}' for a tempo knob with a vector: the vector's alpha at "
                        f"{'alpha_min' if key.endswith('min') else 'alpha_max'} BPM")
     else:
         for key in (*_VECTOR_ONLY, *_TEMPO_VECTOR):
@@ -282,7 +282,7 @@ def _tempo_keys(c: _Checker, t: dict[str, Any], w: KeyPath) -> None:
                        f"{key} means nothing; remove it, or give the knob a vector to steer with the tempo")
     for key in ("alpha_min", "alpha_max"):
         if key not in t:
-            c.fail(w, f"a tempo knob needs {key}: a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}")
+            c.fail(w, f"missing required key '{key}' for a tempo knob: a tempo in BPM, {MIN_BPM:g}..{MAX_BPM:g}")
 
 
 def _midi(c: _Checker, t: Any, w: KeyPath) -> dict[str, Any] | None:
@@ -317,9 +317,10 @@ def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any
                 c.fail(("knob", i, "orthogonalize_against"),
                        f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}) "
                        f"or vector files (*.safetensors), got {other!r}")
-            elif not knobs[names.index(other)].get("vector"):
+            elif knobs[names.index(other)].get("target") == "bpm" and not knobs[names.index(other)].get("vector"):
                 c.fail(("knob", i, "orthogonalize_against"), f"knob {other!r} sets the tempo and has no vector "
-                       "to orthogonalise against; name the tempo vector file instead")
+                       "to orthogonalise against; use the tempo vector file's path instead, or give the knob a "
+                       "vector (with vector_alpha_min / vector_alpha_max)")
         if knob.get("target") == "bpm" and [k.get("target") for k in knobs[:i]].count("bpm"):
             c.fail(("knob", i, "target"), "a preset has at most one tempo knob")
     seen: dict[tuple[Any, ...], str] = {}
