@@ -16,8 +16,9 @@ which grows as ``stops ** K`` and whose cell has ``2 ** K`` corners):
 So a plan has at most ``1 + sum(stops)`` points. A tempo knob (``target =
 "bpm"``) has no axis here: the tempo is part of the scene (a move renders the
 loop again at the new tempo, as a new prompt does), and two loops at two
-tempos cannot be crossfaded into a third, so its stops are never rendered. The mix (:func:`axis_gains`)
-stands at an *anchor* (an exact render, newest first) and crossfades only
+tempos cannot be crossfaded into a third, so its stops are never rendered.
+
+The mix (:func:`axis_gains`) stands at an *anchor* (an exact render, newest first) and crossfades only
 along the :data:`MAX_AXES` knobs moved most recently; knobs moved earlier sit
 at the anchor's alpha until the exact render for the new point lands. At most
 ``2 * MAX_AXES`` voices, whatever the preset.
