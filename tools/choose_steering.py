@@ -53,6 +53,7 @@ from calibrate_ranges import RHO_TIE, agreed_range, widest_near_best  # noqa: E4
 import demo_acceptance as acc  # noqa: E402
 from _targets import STEER, STEER_TARGETS  # noqa: E402
 
+from steerbridge.bridge.util.atomic import atomic_write_text  # noqa: E402
 from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
 
 
@@ -200,13 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             report["concepts"].update(old.get("concepts", {}))
 
     def save() -> None:
-        text = json.dumps(acc.clean(report), indent=1, default=str)
-        earlier_report.with_suffix(".json.tmp").write_text(text)
-        os.replace(earlier_report.with_suffix(".json.tmp"), earlier_report)
+        atomic_write_text(earlier_report, json.dumps(acc.clean(report), indent=1, default=str))
         if not args.dry_run:
-            tmp_record = record_path.with_suffix(".json.tmp")
-            tmp_record.write_text(json.dumps(record, indent=1, default=float))
-            os.replace(tmp_record, record_path)
+            atomic_write_text(record_path, json.dumps(record, indent=1, default=float))
 
     with tempfile.TemporaryDirectory(prefix="steerbridge-choose-") as tmp:
         for name in args.concept or list(record["concepts"]):

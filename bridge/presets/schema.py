@@ -317,7 +317,7 @@ def _cross_checks(c: _Checker, knobs: list[dict[str, Any]], model: dict[str, Any
                 c.fail(("knob", i, "orthogonalize_against"),
                        f"expected names of other knobs ({', '.join(n for n in names if n != knob['name']) or 'none'}) "
                        f"or vector files (*.safetensors), got {other!r}")
-            elif knobs[names.index(other)].get("target") == "bpm" and not knobs[names.index(other)].get("vector"):
+            elif (ref := knobs[names.index(other)]).get("target") == "bpm" and not ref.get("vector"):
                 c.fail(("knob", i, "orthogonalize_against"), f"knob {other!r} sets the tempo and has no vector "
                        "to orthogonalise against; use the tempo vector file's path instead, or give the knob a "
                        "vector (with vector_alpha_min / vector_alpha_max)")
