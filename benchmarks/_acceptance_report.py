@@ -91,7 +91,10 @@ def markdown(r: dict) -> str:
         lines += ([f"Skipped: {tonal['skipped']}.", ""] if "skipped" in tonal else [
             f"Held-out captions: {f(tonal['mean_render'], 1)} notes per render vs {f(tonal['mean_corpus'], 1)} in "
             f"corpus clips of the same attributes after the codec round trip: ratio {f(tonal['ratio'], pct=True)} "
-            f"(target >= 70 %): {f(tonal['pass'])}.", "", f"![tonal clarity]({tonal['picture']})", ""])
+            f"(target >= 70 %): {f(tonal['pass'])}." + (
+                f" Each render was given the BPM and beat phase of its corpus clip; the same captions without a "
+                f"beat: {f(tonal['no_beat']['mean_render'], 1)} notes, {f(tonal['no_beat']['ratio'], pct=True)}."
+                if "no_beat" in tonal else ""), "", f"![tonal clarity]({tonal['picture']})", ""])
     if "entangle" in r:
         lines += entangle_markdown(r["entangle"])
     for name, k in st["knobs"].items():

@@ -37,7 +37,11 @@ def test_candidates_stay_inside_the_model_and_are_unique() -> None:
                       "cross_attn@0,1,2,3,4,5,6,7", "block@0,1"]
     every = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2, steps=4)]
     assert every == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@0,1 per-step first 2 steps",
-                     "block@0,1"]
+                     "block@0,1", "block@0,1 per-step first 2 steps"]
+    early = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2, steps=4, first_steps=[1, 3, 4])]
+    assert early == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@0,1 per-step first 1 steps",
+                     "cross_attn@0,1 per-step first 3 steps", "block@0,1", "block@0,1 per-step first 1 steps",
+                     "block@0,1 per-step first 3 steps"]  # 4 of 4 steps is the plain per-step candidate
 
 
 def test_early_only_vector_steers_the_first_steps_and_nothing_after() -> None:

@@ -41,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -54,18 +55,18 @@ import demo_acceptance as acc  # noqa: E402
 from _targets import STEER, STEER_TARGETS  # noqa: E402
 
 from steerbridge.bridge.util.atomic import atomic_write_text  # noqa: E402
-from steerbridge.engine.evaluation.concepts import EXTRACT_BASES  # noqa: E402
+from steerbridge.engine.evaluation.concepts import EXTRACT_BASES, HELD_OUT_BASES  # noqa: E402
 
 
-def candidates(chosen: list[int], n_layers: int, steps: int = 1) -> list[dict]:
+def candidates(chosen: list[int], n_layers: int, steps: int = 1, first_steps: tp.Sequence[int] = ()) -> list[dict]:
     """The candidates tried around the chosen window (deduplicated, in this order). With ``steps`` >= 2
-    diffusion steps, one per-step candidate steers only the first half of them: a render's rhythm is laid
-    down in its first steps, its timbre after."""
+    diffusion steps, per-step candidates steer only the first ``first_steps`` of them (default: the first
+    half): a render's rhythm and harmony are laid down in its first steps, its timbre after."""
     width = len(chosen)
+    early = sorted({k for k in (first_steps or [steps // 2]) if 0 < k < steps}) if steps >= 2 else []
     out = [{"site": "cross_attn", "layers": chosen, "per_step": False},
            {"site": "cross_attn", "layers": chosen, "per_step": True}]
-    if steps >= 2:
-        out.append({"site": "cross_attn", "layers": chosen, "per_step": True, "first_steps": steps // 2})
+    out += [{"site": "cross_attn", "layers": chosen, "per_step": True, "first_steps": k} for k in early]
     for shift in (-1, 1):
         moved = [layer + shift for layer in chosen]
         if min(moved) >= 0 and max(moved) < n_layers:
@@ -73,6 +74,7 @@ def candidates(chosen: list[int], n_layers: int, steps: int = 1) -> list[dict]:
     if width < n_layers:
         out.append({"site": "cross_attn", "layers": list(range(n_layers)), "per_step": False})
     out.append({"site": "block", "layers": chosen, "per_step": False})
+    out += [{"site": "block", "layers": chosen, "per_step": True, "first_steps": k} for k in early]
     seen, unique = set(), []
     for c in out:
         key = (c["site"], tuple(c["layers"]), c["per_step"], c.get("first_steps"))
@@ -147,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder with layers.json (tools/make_vectors.py's); winners are written here")
     ap.add_argument("--concept", action="append", default=[], help="concept (repeatable; default: all in layers.json)")
     ap.add_argument("--grid", default="-8,-6,-4,-3,-2,-1,-0.5,0,0.5,1,1.5,2,3,4,6,8", help="alphas to try")
+    ap.add_argument("--prompts", nargs="+", default=list(EXTRACT_BASES),
+                    help="calibration prompts the sweeps render (default: the four extraction bases; more prompts "
+                         "make a range's rho less a matter of chance; never the acceptance's held-out ones)")
+    ap.add_argument("--first-steps", default="", metavar="K,K",
+                    help="per-step candidates that steer only the first K diffusion steps (default: half of them)")
     ap.add_argument("--seed", type=int, default=1234, help="the calibration seed (the demo preset's scene seed)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--max-distance", type=float, default=0.8, metavar="X",
@@ -183,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     source = args.source if args.source in ("demo", "tiny") else str(Path(args.source).resolve())
     report = {"model": model.source, "fingerprint": model.fingerprint, "seed": args.seed, "grid": grid,
               "max_distance": args.max_distance, "bpm": args.bpm,
-              "prompts": list(EXTRACT_BASES), "rule": __doc__.split("\n\n")[1], "concepts": {}}
-    sweep_args = argparse.Namespace(prompts=tuple(EXTRACT_BASES), seed=args.seed, seconds=args.seconds, source=None)
+              "prompts": list(args.prompts), "rule": __doc__.split("\n\n")[1], "concepts": {}}
+    if set(args.prompts) & set(HELD_OUT_BASES):
+        ap.error(f"--prompts: {sorted(set(args.prompts) & set(HELD_OUT_BASES))} are the acceptance's held-out prompts")
+    first_steps = [int(k) for k in args.first_steps.split(",") if k.strip()]
+    sweep_args = argparse.Namespace(prompts=tuple(args.prompts), seed=args.seed, seconds=args.seconds, source=None)
     earlier = {}
     if args.reuse_report:
         old = json.loads(args.reuse_report.read_text())
@@ -219,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
             results = []
             localised = made.setdefault("localised_layers", list(made["layers"]))  # make_vectors' choice
-            for cand in candidates(list(localised), model.num_layers, steps):
+            for cand in candidates(list(localised), model.num_layers, steps, first_steps):
                 if args.site and cand["site"] != args.site:  # not rendered: it could not be chosen
                     results.append({**cand, "label": label(cand), "excluded": f"--site {args.site}"})
                     continue
@@ -250,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"({res['seconds_taken']:.0f} s)", flush=True)
             win = best([r for r in results if "excluded" not in r], concept, args.max_distance)
             report["concepts"][name] = {"candidates": [{k: v for k, v in r.items() if k != "file"} for r in results],
-                                        "chosen": win["label"] if win else None}
+                                        "chosen": win["label"] if win else None,
+                                        "prompts": list(concept.bases(args.prompts)), "grid": grid,
+                                        "command": " ".join(["tools/choose_steering.py", *(argv or sys.argv[1:])])}
             if win is None:
                 print(f"{name}: no candidate has a valid range; its file is left as it is", flush=True)
                 save()
