@@ -126,3 +126,24 @@ def test_bpm_sweep_renders_a_beat_model_at_each_tempo(monkeypatch: pytest.Monkey
     (audio,) = rendered
     assert not np.allclose(audio[0], audio[-1])  # the same prompt and seed: the tempo input made the difference
     assert 0.0 <= out["exact_bpm"] <= 1.0 and math.isfinite(out["shift_onset"])
+
+
+def test_tonal_clarity_gives_the_demo_model_its_beat() -> None:
+    """The tonal part renders a beat model as it is played: each caption at its corpus clip's BPM and phase.
+    (FluidSynth is only needed for the corpus side, which corpus=False skips.)"""
+    import sys
+
+    import numpy as np
+
+    from steerbridge import engine
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _tonal import held_out_renders
+
+    model = engine.load_model("demo").model
+    assert "beat" in model.conditioner.conditioners
+    kw = dict(clips=2, steps=1, cfg_scale=1.0, corpus=False)
+    prompts, _, plain, _, _ = held_out_renders(model, **kw)
+    prompts_beat, _, with_beat, _, _ = held_out_renders(model, beat=True, **kw)
+    assert prompts == prompts_beat  # the same captions and seeds: only the beat differs
+    assert np.abs(plain - with_beat).max() > 1e-3

@@ -6,10 +6,12 @@ Localisation (tools/make_vectors.py) says where a concept's *prompt* acts;
 that is not always where *adding its vector* moves the music most smoothly.
 For each concept this extracts CAA vectors for a few candidates around the
 layers in ``layers.json`` (the chosen window; the same window recorded per
-diffusion step; that per-step vector on the first half of the steps only; the
-window's neighbours; every layer; the block output instead of the
-cross-attention output), sweeps each over an alpha grid on the calibration
-prompts and seed exactly as tools/calibrate_ranges.py does, and keeps the
+diffusion step; that per-step vector on the first half of the steps only, or
+on the first K of them for each K in ``--first-steps``; the window's
+neighbours; every layer; the block output instead of the cross-attention
+output, whole and on those first steps), sweeps each over an alpha grid on the
+calibration prompts (``--prompts``) and seed exactly as
+tools/calibrate_ranges.py does, and keeps the
 candidate whose best range (every render within ``--max-distance``, 0.8, times
 the prompt-swap distance: a margin, because unseen prompts go further than the
 four calibration ones; Spearman rho at least the concept's target: 0.9, or 0.8
@@ -37,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             report["concepts"][name] = {"candidates": [{k: v for k, v in r.items() if k != "file"} for r in results],
                                         "chosen": win["label"] if win else None,
                                         "prompts": list(concept.bases(args.prompts)), "grid": grid,
-                                        "command": " ".join(["tools/choose_steering.py", *(argv or sys.argv[1:])])}
+                                        "command": shlex.join(["tools/choose_steering.py", *(argv or sys.argv[1:])])}
             if win is None:
                 print(f"{name}: no candidate has a valid range; its file is left as it is", flush=True)
                 save()
