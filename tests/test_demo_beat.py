@@ -167,3 +167,18 @@ def test_the_engine_gives_a_renders_bpm_to_a_beat_model_and_no_other(beat_model,
     assert np.array_equal(tiny.render(request).audio, tiny.render(dataclasses.replace(request, bpm=90.0)).audio)
     with pytest.raises(EngineError, match="bpm must be in 20..400"):
         RenderRequest(prompt="piano loop", bpm=10.0)
+
+
+def test_caa_records_a_beat_model_at_the_asked_tempo_and_ignores_it_elsewhere() -> None:
+    from steerbridge.engine.extraction.caa import extract_caa
+    from steerbridge.engine.runtime.render import load_model
+
+    kw = dict(positive=["happy piano loop"], negative=["sad piano loop"], concept="mood", layers=[1], seconds=1.0,
+              steps=2, cfg_scale=1.0)
+    engine = load_model("demo")  # trained with the beat input (a fresh grown model starts deaf to it)
+    plain, at_90, again = (extract_caa(engine, bpm=b, **kw) for b in (None, 90.0, 90.0))
+    assert not torch.allclose(plain.tensors[1], at_90.tensors[1])  # the beat changes what the site sees
+    assert torch.equal(at_90.tensors[1], again.tensors[1]) and at_90.meta.extra["bpm"] == 90.0
+    assert "bpm" not in plain.meta.extra
+    tiny = load_model("tiny")  # no beat input: the tempo is ignored
+    assert torch.equal(extract_caa(tiny, **kw).tensors[1], extract_caa(tiny, bpm=90.0, **kw).tensors[1])

@@ -167,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "orthogonalised against)")
     ap.add_argument("--reuse-report", type=Path, metavar="JSON",
                     help="an earlier steering_choice.json: judge its sweeps again instead of rendering them")
-    ap.add_argument("--bpm", type=float, help="render the sweeps at this tempo (a model with a beat input: the "
-                                              "preset's tempo knob default, as the bridge renders knob moves)")
+    ap.add_argument("--bpm", type=float, help="record the vectors and render the sweeps at this tempo (a model "
+                                              "with a beat input: the preset's tempo knob default, as the bridge "
+                                              "renders knob moves)")
+    ap.add_argument("--extract-without-beat", action="store_true",
+                    help="with --bpm, record the vectors without a beat all the same (as this tool did before)")
     ap.add_argument("--dry-run", action="store_true", help="measure and report; leave the vector files alone")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             def extract(cand: dict, layers: list[int] | None, path: Path) -> Path:
                 engine.save_vector(early_only(engine.extract_caa(
                     model, positive=pos, negative=neg, concept=name, site=cand["site"], layers=layers,
-                    seconds=args.seconds, steps=steps, cfg_scale=cfg_scale, per_step=cand["per_step"]),
+                    seconds=args.seconds, steps=steps, cfg_scale=cfg_scale, per_step=cand["per_step"],
+                    bpm=None if args.extract_without_beat else args.bpm),
                     cand.get("first_steps")), path)
                 return path
 
@@ -285,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.replace(target.with_suffix(".tmp"), target)
                 made.update(layers=win["layers"], file_layers=file_layers, site=win["site"],
                             per_step=win["per_step"], first_steps=win.get("first_steps"),
-                            chosen_by="tools/choose_steering.py",
-                            recommended_range=win["recommended"])
+                            chosen_by="tools/choose_steering.py", recommended_range=win["recommended"],
+                            extracted_at_bpm=None if args.extract_without_beat else args.bpm)
             save()  # after every concept: a later concept's failure loses nothing chosen so far
     print(f"wrote {out / 'steering_choice.json'}")
     return 0

@@ -37,15 +37,19 @@ def collect_site_means(model: tp.Any, prompts: Sequence[str], *, site: str, laye
                        on_prompt: Callable[[], None] | None = None,
                        steering: Steering | None = None,
                        pool: RenderPool | None = None,
-                       position: str = "all") -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+                       position: str = "all", bpm: float | None = None,
+                       ) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """Per layer ``[prompts, steps, d]`` frame-averaged activations, and mean activation norms.
 
     Recorded unsteered unless ``steering`` is given (e.g. to see what a vector does downstream);
     ``position`` picks the sequence positions kept (steerbridge.engine.extraction.positions).
     ``pool``: record the prompts there (e.g. on Ray), one task each; the result is the same.
+    ``bpm``: a model with a beat input plays at this tempo (others ignore it).
     """
     kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale,
               position=position)
+    if bpm is not None:  # only when asked: a pool task's keywords stay as they were for older workers
+        kw["bpm"] = bpm
     if pool is None:
         acts, norms = _record(model, prompts, steering=steering, on_prompt=on_prompt, **kw)
     else:
@@ -71,8 +75,11 @@ def record_prompt(model: tp.Any, task: tuple[str, dict[str, tp.Any]]) -> tuple[d
 
 def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequence[int], seed: int, seconds: float,
             steps: int, cfg_scale: float, steering: Steering | None, on_prompt: Callable[[], None] | None,
-            position: str = "all") -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
+            position: str = "all", bpm: float | None = None,
+            ) -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
     adapter = model.adapter
+    # As SteerableModel.render: only a model with a beat input hears the tempo.
+    beat = {"bpm": bpm} if bpm is not None and getattr(adapter, "takes_bpm", False) else {}
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
     with model._lock:  # noqa: SLF001 - same package
@@ -87,7 +94,7 @@ def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequenc
             for prompt in prompts:
                 for rec in recs.values():
                     rec.reset()
-                cond = adapter.encode(prompt, seconds=seconds)
+                cond = adapter.encode(prompt, seconds=seconds, **beat)
                 adapter.sample(cond, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale)
                 for l, rec in recs.items():
                     acts[l].append(rec.per_step_mean())
@@ -103,12 +110,13 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
                 steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG_SCALE, per_step: bool = False,
                 normalize: bool = False, progress: Callable[[int, int], None] | None = None,
                 show_progress: bool = False, pool: RenderPool | None = None,
-                position: str | None = None) -> ConceptVector:
+                position: str | None = None, bpm: float | None = None) -> ConceptVector:
     """Difference of mean site activations between positive and negative prompts.
 
     ``pool``: render the prompts there (e.g. Ray actors); the vector is the same as without.
     ``position``: ``all`` (diffusion families), ``frames`` or ``eos`` (autoregressive
-    families); None takes the family's default.
+    families); None takes the family's default. ``bpm``: record a beat model at this tempo
+    (as the bridge plays it; recorded in the vector's meta).
     """
     if not positive or not negative:
         raise EngineError("CAA needs at least one positive and one negative prompt")
@@ -129,7 +137,7 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
             progress(done[0], total)
 
     kw = dict(site=site, layers=layers, seed=seed, seconds=seconds, steps=steps, cfg_scale=cfg_scale, on_prompt=tick,
-              pool=pool, position=position)
+              pool=pool, position=position, bpm=bpm)
     try:
         pos, pos_norms = collect_site_means(model, positive, **kw)
         neg, neg_norms = collect_site_means(model, negative, **kw)
@@ -147,6 +155,6 @@ def extract_caa(model: tp.Any, *, positive: Sequence[str], negative: Sequence[st
         positive=tuple(positive), negative=tuple(negative),
         site_norms={l: (pos_norms[l] + neg_norms[l]) / 2 for l in layers},
         extra={"seed": seed, "seconds": seconds, "steps": steps, "cfg_scale": cfg_scale, "per_step": per_step,
-               "position": position},
+               "position": position, **({"bpm": bpm} if bpm is not None else {})},
     )
     return ConceptVector(tensors, meta)
