@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="measure and report; leave the vector files alone")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    if set(args.prompts) & set(HELD_OUT_BASES):
+        ap.error(f"--prompts: {sorted(set(args.prompts) & set(HELD_OUT_BASES))} are the acceptance's held-out prompts")
     if args.threads:
         import torch
 
@@ -197,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     report = {"model": model.source, "fingerprint": model.fingerprint, "seed": args.seed, "grid": grid,
               "max_distance": args.max_distance, "bpm": args.bpm,
               "prompts": list(args.prompts), "rule": __doc__.split("\n\n")[1], "concepts": {}}
-    if set(args.prompts) & set(HELD_OUT_BASES):
-        ap.error(f"--prompts: {sorted(set(args.prompts) & set(HELD_OUT_BASES))} are the acceptance's held-out prompts")
     first_steps = [int(k) for k in args.first_steps.split(",") if k.strip()]
     sweep_args = argparse.Namespace(prompts=tuple(args.prompts), seed=args.seed, seconds=args.seconds, source=None)
     earlier = {}
