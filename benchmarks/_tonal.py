@@ -79,6 +79,7 @@ def tonal_part(model: tp.Any, *, clips: int, steps: int, cfg_scale: float, out: 
     log(f"tonal clarity: {clips} held-out captions rendered and transcribed")
     # A beat-conditioned model is always given a BPM where it is played (the tempo knob), so it is judged so:
     # each render at the BPM and beat phase of the corpus clip it is compared with; without the beat reported.
+    # The beat models were trained on the swung corpus (train --slow-swing), so their clips are swung too.
     beat = "beat" in model.conditioner.conditioners
     prompts, _, renders, round_trip, _ = held_out_renders(model, clips=clips, steps=steps, cfg_scale=cfg_scale,
                                                           beat=beat, slow_swing=beat)
