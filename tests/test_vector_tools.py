@@ -1,4 +1,5 @@
-"""tools/make_vectors.py --every-layer and tools/choose_steering.py's candidates and rule, on the tiny model."""
+"""tools/make_vectors.py --every-layer and --bpm (on the demo model: it has a beat input), and tools/choose_steering.py's
+candidates and rule, on the tiny model."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ def test_every_layer_writes_the_whole_file_and_records_the_chosen_layers(tmp_pat
     assert list(mood.layers) == [1] == record["concepts"]["mood"]["file_layers"]
     with pytest.raises(SystemExit):  # a concept not made here cannot be written at every layer
         make_vectors.main([*args, "--concept", "mood", "--every-layer", "tempo"])
+
+
+def test_bpm_records_the_demo_model_at_that_tempo(tmp_path: Path) -> None:
+    import torch
+
+    from steerbridge import engine
+
+    args = ["--source", "demo", "--layers", "2", "--seconds", "0.5", "--steps", "1", "--concept", "tempo"]
+    assert make_vectors.main([*args, "--out", str(tmp_path / "beat"), "--bpm", "150"]) == 0
+    assert make_vectors.main([*args, "--out", str(tmp_path / "plain")]) == 0
+    beat = engine.load_vector(tmp_path / "beat" / "tempo.safetensors")
+    plain = engine.load_vector(tmp_path / "plain" / "tempo.safetensors")
+    assert beat.meta.extra["bpm"] == 150 and "bpm" not in plain.meta.extra
+    assert json.loads((tmp_path / "beat" / "layers.json").read_text())["bpm"] == 150
+    assert not torch.allclose(beat.tensor(2), plain.tensor(2))  # the beat input reached the recording
 
 
 def test_candidates_stay_inside_the_model_and_are_unique() -> None:

@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")
     ap.add_argument("--cfg-scale", type=float, default=None, help="CFG scale (default: the model's)")
+    ap.add_argument("--bpm", type=float, default=None,
+                    help="record the CAA vectors at this tempo (a model with a beat input, e.g. the preset's tempo "
+                         "knob default, as the bridge plays it; kept in the vector's meta); localisation renders "
+                         "without it")
     args = ap.parse_args(argv)
 
     from steerbridge import engine
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := sorted(set(args.every_layer) - set(concepts)):
         ap.error(f"--every-layer {', '.join(unknown)}: not among the concepts made here ({', '.join(concepts)})")
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"model": model.source, "fingerprint": model.fingerprint, "steps": args.steps,
+    report: dict = {"model": model.source, "fingerprint": model.fingerprint, "steps": args.steps, "bpm": args.bpm,
                     "cfg_scale": args.cfg_scale, "seconds": args.seconds, "concepts": {}}
     for concept in map(get_concept, concepts):
         t0 = time.perf_counter()
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         every = concept.name in args.every_layer
         vector = engine.extract_caa(model, positive=pos, negative=neg, concept=concept.name, site="cross_attn",
                                     layers=None if every else chosen["layers"], seconds=args.seconds,
-                                    steps=args.steps, cfg_scale=args.cfg_scale)
+                                    steps=args.steps, cfg_scale=args.cfg_scale, bpm=args.bpm)
         path = out / f"{concept.name}.safetensors"
         engine.save_vector(vector, path)
         report["concepts"][concept.name] = {**chosen, "file": path.name, "file_layers": list(vector.layers),
