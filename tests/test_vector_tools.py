@@ -50,14 +50,69 @@ def test_bpm_records_the_demo_model_at_that_tempo(tmp_path: Path) -> None:
 def test_candidates_stay_inside_the_model_and_are_unique() -> None:
     labels = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 8)]
     assert labels == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@1,2",
-                      "cross_attn@0,1,2,3,4,5,6,7", "block@0,1"]
+                      "cross_attn@0,1,2,3,4,5,6,7", "cross_attn@0 to every layer", "cross_attn@1 to every layer",
+                      "cross_attn@0,1 norm-relative", "block@0,1"]
     every = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2, steps=4)]
     assert every == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@0,1 per-step first 2 steps",
-                     "block@0,1", "block@0,1 per-step first 2 steps"]
+                     "cross_attn@0 to every layer", "cross_attn@1 to every layer", "cross_attn@0,1 norm-relative",
+                     "cross_attn@0,1 per-step first 2 steps norm-relative", "block@0,1",
+                     "block@0,1 per-step first 2 steps"]
     early = [choose_steering.label(c) for c in choose_steering.candidates([0, 1], 2, steps=4, first_steps=[1, 3, 4])]
     assert early == ["cross_attn@0,1", "cross_attn@0,1 per-step", "cross_attn@0,1 per-step first 1 steps",
-                     "cross_attn@0,1 per-step first 3 steps", "block@0,1", "block@0,1 per-step first 1 steps",
+                     "cross_attn@0,1 per-step first 3 steps", "cross_attn@0 to every layer",
+                     "cross_attn@1 to every layer", "cross_attn@0,1 norm-relative",
+                     "cross_attn@0,1 per-step first 1 steps norm-relative",
+                     "cross_attn@0,1 per-step first 3 steps norm-relative", "block@0,1",
+                     "block@0,1 per-step first 1 steps",
                      "block@0,1 per-step first 3 steps"]  # 4 of 4 steps is the plain per-step candidate
+    spread = next(c for c in choose_steering.candidates([2, 3], 8) if "one_to_all" in c)
+    assert spread == {"site": "cross_attn", "layers": list(range(8)), "per_step": False, "one_to_all": 2}
+
+
+def test_norm_relative_vector_is_the_engines_norm_units_in_one_file() -> None:
+    """Each layer's (step's) direction at its activations' norm, rescaled as a whole to the CAA vector's mean
+    length: steering with it is steering with alpha_units = "norm" at alpha * norm_scale."""
+    import torch
+
+    from steerbridge.engine.runtime.steering import Steering, SteeringTerm, site_offsets
+    from steerbridge.engine.runtime.vectors import ConceptVector, VectorMeta
+
+    meta = VectorMeta(concept="drums", site="cross_attn", method="caa", fingerprint="x", extra={"per_step": True},
+                      site_norms={3: 2.0, 5: 8.0})
+    v = ConceptVector({3: torch.tensor([[3.0, 4.0], [0.0, 0.0]]), 5: torch.tensor([[0.0, 1.0], [0.0, 0.0]])}, meta)
+    n = choose_steering.norm_relative(v)
+    lengths = {l: n.tensor(l).norm(dim=-1) for l in (3, 5)}
+    assert torch.allclose(lengths[5][0] / lengths[3][0], torch.tensor(4.0))  # 8 : 2, as the activations
+    assert lengths[3][1] == 0 and lengths[5][1] == 0  # a step it does not steer stays unsteered
+    assert torch.allclose((lengths[3][0] + lengths[5][0]) / 2, torch.tensor(3.0))  # mean of 5 and 1
+    scale = n.meta.extra["norm_scale"]
+    assert n.meta.extra["norm_relative"] is True and math.isclose(scale, 6.0 / 10.0)
+
+    def offsets(vec, alpha, units):
+        return site_offsets(Steering((SteeringTerm(vec, alpha),), alpha_units=units), site="cross_attn",
+                            num_layers=6, dim=2)
+
+    baked, engine_norm = offsets(n, 1.5, "absolute"), offsets(v, 1.5 * scale, "norm")
+    assert all(torch.allclose(baked[l], engine_norm[l], atol=1e-6) for l in (3, 5))
+    with pytest.raises(ValueError, match="activation norm"):
+        choose_steering.norm_relative(ConceptVector({1: torch.ones(2)}, VectorMeta(
+            concept="drums", site="cross_attn", method="caa", fingerprint="x")))
+
+
+def test_a_one_to_all_candidate_is_a_preset_the_bridge_loads(tmp_path: Path) -> None:
+    from steerbridge import engine
+    from steerbridge.bridge.presets.model import load_preset
+
+    model = engine.load_model("tiny")
+    path = tmp_path / "v.safetensors"
+    make_vectors.main(["--source", "tiny", "--out", str(tmp_path), "--layers", "1", "--seconds", "0.5",
+                       "--steps", "2", "--concept", "tempo"])
+    cand = next(c for c in choose_steering.candidates([1], model.num_layers) if "one_to_all" in c)
+    assert cand["one_to_all"] == 1
+    (tmp_path / "tempo.safetensors").rename(path)
+    (tmp_path / "p.toml").write_text(choose_steering.preset_text("tiny", model, path, "tempo", None, cand))
+    knob = load_preset(tmp_path / "p.toml").knobs[0]
+    assert knob.one_to_all == 1 and list(knob.layers) == list(range(model.num_layers))
 
 
 def test_early_only_vector_steers_the_first_steps_and_nothing_after() -> None:

@@ -1,4 +1,4 @@
-"""Choose, per concept, how to steer it -- site, layers, per-step or not -- by measuring each candidate.
+"""Choose, per concept, how to steer it -- site, layers, per-step, One-to-All, norm-relative -- by measuring each.
 
     .venv/bin/python tools/choose_steering.py [--concept mood --concept tempo] [--report docs/demo-model]
 
@@ -8,8 +8,12 @@ For each concept this extracts CAA vectors for a few candidates around the
 layers in ``layers.json`` (the chosen window; the same window recorded per
 diffusion step; that per-step vector on the first half of the steps only, or
 on the first K of them for each K in ``--first-steps``; the window's
-neighbours; every layer; the block output instead of the cross-attention
-output, whole and on those first steps), sweeps each over an alpha grid on the
+neighbours; every layer; One-to-All: one window layer's direction added at
+every layer, for each layer of the window; the window and its early-step
+vectors norm-relative: each layer's direction as long as that layer's
+activations, the engine's ``alpha_units = "norm"`` baked into the file; the
+block output instead of the cross-attention output, whole and on those first
+steps), sweeps each over an alpha grid on the
 calibration prompts (``--prompts``) and seed exactly as
 tools/calibrate_ranges.py does, and keeps the
 candidate whose best range (every render within ``--max-distance``, 0.8, times
@@ -76,11 +80,19 @@ def candidates(chosen: list[int], n_layers: int, steps: int = 1, first_steps: tp
             out.append({"site": "cross_attn", "layers": moved, "per_step": False})
     if width < n_layers:
         out.append({"site": "cross_attn", "layers": list(range(n_layers)), "per_step": False})
+    # One-to-All (the MusicGen steering paper's choice): one layer's direction added at every layer
+    out += [{"site": "cross_attn", "layers": list(range(n_layers)), "per_step": False, "one_to_all": layer}
+            for layer in chosen]
+    # norm-relative: each layer's direction as long as that layer's activations (the engine's alpha_units = "norm")
+    out += [{"site": "cross_attn", "layers": chosen, "per_step": k is not None, "first_steps": k,
+             "norm_relative": True} for k in [None, *early]]
     out.append({"site": "block", "layers": chosen, "per_step": False})
     out += [{"site": "block", "layers": chosen, "per_step": True, "first_steps": k} for k in early]
     seen, unique = set(), []
     for c in out:
-        key = (c["site"], tuple(c["layers"]), c["per_step"], c.get("first_steps"))
+        c = {k: v for k, v in c.items() if v is not None}
+        key = (c["site"], tuple(c["layers"]), c["per_step"], c.get("first_steps"), c.get("one_to_all"),
+               c.get("norm_relative"))
         if key not in seen:
             seen.add(key)
             unique.append(c)
@@ -88,8 +100,11 @@ def candidates(chosen: list[int], n_layers: int, steps: int = 1, first_steps: tp
 
 
 def label(c: dict) -> str:
+    if c.get("one_to_all") is not None:
+        return f"{c['site']}@{c['one_to_all']} to every layer"
     first = f" first {c['first_steps']} steps" if c.get("first_steps") else ""
-    return f"{c['site']}@{','.join(map(str, c['layers']))}{' per-step' if c['per_step'] else ''}{first}"
+    norm = " norm-relative" if c.get("norm_relative") else ""
+    return f"{c['site']}@{','.join(map(str, c['layers']))}{' per-step' if c['per_step'] else ''}{first}{norm}"
 
 
 def early_only(vector, first_steps: int | None):
@@ -105,6 +120,27 @@ def early_only(vector, first_steps: int | None):
     tensors = {l: torch.cat([t[:first_steps], torch.zeros_like(t[first_steps:])]) for l, t in vector.tensors.items()}
     return ConceptVector(tensors, dataclasses.replace(vector.meta, extra={**vector.meta.extra,
                                                                          "first_steps": first_steps}))
+
+
+def norm_relative(vector):
+    """Each layer's direction (each step's row) scaled to that layer's activation norm, then all of it by one
+    constant so its mean length stays the CAA vector's: the engine's ``alpha_units = "norm"`` baked into the file,
+    so one knob can have it while the preset's others stay in absolute units. Zero rows (``early_only``) stay
+    zero; ``norm_scale`` in the meta is the norm-units alpha of alpha 1 here."""
+    import dataclasses
+
+    import torch
+
+    from steerbridge.engine.runtime.vectors import ConceptVector
+
+    if missing := [l for l in vector.tensors if l not in vector.meta.site_norms]:
+        raise ValueError(f"'{vector.concept}' records no activation norm at layers {missing}: extract it again")
+    lengths = {l: t.norm(dim=-1, keepdim=True) for l, t in vector.tensors.items()}
+    unit = {l: t * (vector.meta.site_norms[l] / lengths[l].clamp_min(1e-12)) for l, t in vector.tensors.items()}
+    live = [(float(n), vector.meta.site_norms[l]) for l, ns in lengths.items() for n in ns.flatten() if n > 0]
+    scale = sum(n for n, _ in live) / sum(s for _, s in live)
+    return ConceptVector({l: (u * scale).to(torch.float32) for l, u in unit.items()}, dataclasses.replace(
+        vector.meta, extra={**vector.meta.extra, "norm_relative": True, "norm_scale": scale}))
 
 
 SWEEP_KEYS = ("grid", "descriptors", "second_opinions", "distance_over_swap")  # what a candidate's sweep measured
@@ -137,11 +173,13 @@ def best(results: list[dict], concept=None, max_distance: float = 1.0) -> dict |
                             lambda r: r["recommended"]["shift_units"], floor)
 
 
-def preset_text(source: str, model, vector: Path, name: str, bpm: float | None = None) -> str:
-    o = model.adapter.options
+def preset_text(source: str, model, vector: Path, name: str, bpm: float | None = None, cand: dict | None = None) -> str:
+    o, cand = model.adapter.options, cand or {}
+    spread = (f'layers = {list(cand["layers"])}\none_to_all = {cand["one_to_all"]}\n'
+              if cand.get("one_to_all") is not None else "")
     return (f'[model]\nsource = "{source}"\nsteps = {o.get("steps", 8)}\ncfg_scale = {o.get("cfg_scale", 6.0)}\n'
             f'[scene]\nprompt = "{EXTRACT_BASES[0]}"\nseed = 0\n' + (f'bpm = {bpm}\n' if bpm else '') +
-            f'[[knob]]\nname = "{name}"\nvector = "{vector}"\nalpha_min = -1.0\nalpha_max = 1.0\n')
+            f'[[knob]]\nname = "{name}"\nvector = "{vector}"\nalpha_min = -1.0\nalpha_max = 1.0\n{spread}')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,11 +265,13 @@ def main(argv: list[str] | None = None) -> int:
             pos, neg = concept.prompts()
 
             def extract(cand: dict, layers: list[int] | None, path: Path) -> Path:
-                engine.save_vector(early_only(engine.extract_caa(
+                if layers is not None and cand.get("one_to_all") is not None:
+                    layers = [cand["one_to_all"]]  # the one direction; the knob spreads it to its layers
+                vector = early_only(engine.extract_caa(
                     model, positive=pos, negative=neg, concept=name, site=cand["site"], layers=layers,
                     seconds=args.seconds, steps=steps, cfg_scale=cfg_scale, per_step=cand["per_step"],
-                    bpm=None if args.extract_without_beat else args.bpm),
-                    cand.get("first_steps")), path)
+                    bpm=None if args.extract_without_beat else args.bpm), cand.get("first_steps"))
+                engine.save_vector(norm_relative(vector) if cand.get("norm_relative") else vector, path)
                 return path
 
             results = []
@@ -248,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     preset_path = Path(tmp) / f"{name}-{len(results)}.toml"
                     preset_path.write_text(preset_text(source, model, extract(cand, cand["layers"], path), name,
-                                                         args.bpm))
+                                                         args.bpm, cand))
                     sweep_args.preset = preset_path
                     preset, runner = acc.open_runner(sweep_args)
                     try:
@@ -276,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{name}: chose {win['label']}, alpha {win['recommended']['alpha_min']} .. "
                   f"{win['recommended']['alpha_max']}", flush=True)
+            if win.get("one_to_all") is not None:
+                print(f"{name}: the preset's knob needs layers = {win['layers']}, one_to_all = {win['one_to_all']}")
             if not args.dry_run:
-                file_layers = win["layers"]
+                file_layers = win["layers"] if win.get("one_to_all") is None else [win["one_to_all"]]
                 if len(made.get("file_layers", ())) == model.num_layers:  # made with --every-layer: keep it so
                     win["file"] = extract(win, None, Path(tmp) / f"{name}-every.safetensors")
                     file_layers = list(range(model.num_layers))
@@ -289,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.replace(target.with_suffix(".tmp"), target)
                 made.update(layers=win["layers"], file_layers=file_layers, site=win["site"],
                             per_step=win["per_step"], first_steps=win.get("first_steps"),
+                            one_to_all=win.get("one_to_all"), norm_relative=win.get("norm_relative", False),
                             chosen_by="tools/choose_steering.py", recommended_range=win["recommended"],
                             extracted_at_bpm=None if args.extract_without_beat else args.bpm)
             save()  # after every concept: a later concept's failure loses nothing chosen so far
