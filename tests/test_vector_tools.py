@@ -1,5 +1,5 @@
-"""tools/make_vectors.py --every-layer and --bpm (on the demo model: it has a beat input), and tools/choose_steering.py's
-candidates and rule, on the tiny model."""
+"""tools/make_vectors.py --every-layer and --bpm (on the demo model: it has a beat input), and
+tools/choose_steering.py's candidates (One-to-All and norm-relative ones too) and rule, on the tiny model."""
 
 from __future__ import annotations
 
