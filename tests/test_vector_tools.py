@@ -94,6 +94,8 @@ def test_norm_relative_vector_is_the_engines_norm_units_in_one_file() -> None:
 
     baked, engine_norm = offsets(n, 1.5, "absolute"), offsets(v, 1.5 * scale, "norm")
     assert all(torch.allclose(baked[l], engine_norm[l], atol=1e-6) for l in (3, 5))
+    with pytest.raises(ValueError, match="zero everywhere"):
+        choose_steering.norm_relative(v * 0.0)
     with pytest.raises(ValueError, match="activation norm"):
         choose_steering.norm_relative(ConceptVector({1: torch.ones(2)}, VectorMeta(
             concept="drums", site="cross_attn", method="caa", fingerprint="x")))

@@ -138,6 +138,8 @@ def norm_relative(vector):
     lengths = {l: t.norm(dim=-1, keepdim=True) for l, t in vector.tensors.items()}
     unit = {l: t * (vector.meta.site_norms[l] / lengths[l].clamp_min(1e-12)) for l, t in vector.tensors.items()}
     live = [(float(n), vector.meta.site_norms[l]) for l, ns in lengths.items() for n in ns.flatten() if n > 0]
+    if not live:
+        raise ValueError(f"'{vector.concept}' is zero everywhere: there is no direction to scale")
     scale = sum(n for n, _ in live) / sum(s for _, s in live)
     return ConceptVector({l: (u * scale).to(torch.float32) for l, u in unit.items()}, dataclasses.replace(
         vector.meta, extra={**vector.meta.extra, "norm_relative": True, "norm_scale": scale}))
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from steerbridge import engine
     from steerbridge.engine.evaluation.concepts import get_concept
+    from steerbridge.engine.runtime.errors import EngineError
 
     record_path = args.vectors / "layers.json"
     if not record_path.is_file():
@@ -293,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                     preset, runner = acc.open_runner(sweep_args)
                     try:
                         scores = cal.grid_scores(runner, preset, preset.knobs[0], concept, grid, sweep_args)
-                    except RuntimeError as exc:  # e.g. NaN audio at a large alpha: this candidate is out
+                    except (RuntimeError, EngineError) as exc:  # NaN audio at a large alpha, or One-to-All across
+                        # layers of other widths (a U-Net): this candidate is out
                         print(f"{name} {label(cand)}: excluded, a render failed ({exc})", flush=True)
                         results.append({**cand, "label": label(cand), "excluded": f"a render failed: {exc}"})
                         continue
