@@ -111,15 +111,10 @@ def early_only(vector, first_steps: int | None):
     """A per-step vector that steers only its first ``first_steps`` diffusion steps (later rows zero)."""
     if not first_steps:
         return vector
-    import dataclasses
-
     import torch
 
-    from steerbridge.engine.runtime.vectors import ConceptVector
-
     tensors = {l: torch.cat([t[:first_steps], torch.zeros_like(t[first_steps:])]) for l, t in vector.tensors.items()}
-    return ConceptVector(tensors, dataclasses.replace(vector.meta, extra={**vector.meta.extra,
-                                                                         "first_steps": first_steps}))
+    return vector.with_tensors(tensors, extra={**vector.meta.extra, "first_steps": first_steps})
 
 
 def norm_relative(vector):
@@ -127,11 +122,7 @@ def norm_relative(vector):
     constant so its mean length stays the CAA vector's: the engine's ``alpha_units = "norm"`` baked into the file,
     so one knob can have it while the preset's others stay in absolute units. Zero rows (``early_only``) stay
     zero; ``norm_scale`` in the meta is the norm-units alpha of alpha 1 here."""
-    import dataclasses
-
     import torch
-
-    from steerbridge.engine.runtime.vectors import ConceptVector
 
     if missing := [l for l in vector.tensors if l not in vector.meta.site_norms]:
         raise ValueError(f"'{vector.concept}' records no activation norm at layers {missing}: extract it again")
@@ -141,8 +132,8 @@ def norm_relative(vector):
     if not live:
         raise ValueError(f"'{vector.concept}' is zero everywhere: there is no direction to scale")
     scale = sum(n for n, _ in live) / sum(s for _, s in live)
-    return ConceptVector({l: (u * scale).to(torch.float32) for l, u in unit.items()}, dataclasses.replace(
-        vector.meta, extra={**vector.meta.extra, "norm_relative": True, "norm_scale": scale}))
+    return vector.with_tensors({l: (u * scale).to(torch.float32) for l, u in unit.items()},
+                               extra={**vector.meta.extra, "norm_relative": True, "norm_scale": scale})
 
 
 SWEEP_KEYS = ("grid", "descriptors", "second_opinions", "distance_over_swap")  # what a candidate's sweep measured

@@ -28,7 +28,7 @@ if tp.TYPE_CHECKING:
     from steerbridge.engine.runtime.steering import StepGate
 
 __all__ = ["ModelAdapter", "AdapterFactory", "Family", "DEFAULT_FAMILY", "register_family", "families", "family",
-           "recognise", "adapter_for", "require_onnx"]
+           "recognise", "adapter_for", "require_onnx", "beat_kwargs"]
 
 
 class ModelAdapter(tp.Protocol):
@@ -182,6 +182,12 @@ def recognise(folder: Path) -> Family:
 def adapter_for(model: tp.Any, config: dict[str, tp.Any], *, family_name: str = DEFAULT_FAMILY) -> ModelAdapter:
     """The adapter of ``family_name`` around a loaded model."""
     return family(family_name).adapter(model, config)
+
+
+def beat_kwargs(adapter: tp.Any, bpm: float | None) -> dict[str, float]:
+    """``encode``'s ``bpm`` keyword where the model has a beat input (``takes_bpm``); for any other model the
+    tempo sets a loop's length alone, and its ``encode`` does not take it."""
+    return {"bpm": bpm} if bpm is not None and getattr(adapter, "takes_bpm", False) else {}
 
 
 def require_onnx(name: str) -> None:

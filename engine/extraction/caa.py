@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from steerbridge.engine.adapters.base import beat_kwargs
 from steerbridge.engine.cluster.pool import RenderPool
 from steerbridge.engine.extraction.positions import recording, resolve_position
 from steerbridge.engine.runtime.errors import EngineError
@@ -78,8 +79,7 @@ def _record(model: tp.Any, prompts: Sequence[str], *, site: str, layers: Sequenc
             position: str = "all", bpm: float | None = None,
             ) -> tuple[dict[int, list[torch.Tensor]], dict[int, list[float]]]:
     adapter = model.adapter
-    # As SteerableModel.render: only a model with a beat input hears the tempo.
-    beat = {"bpm": bpm} if bpm is not None and getattr(adapter, "takes_bpm", False) else {}
+    beat = beat_kwargs(adapter, bpm)  # as SteerableModel.render plays it
     acts: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     norms: dict[int, list[float]] = {l: [] for l in layers}
     with model._lock:  # noqa: SLF001 - same package

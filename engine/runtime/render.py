@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from steerbridge.engine.adapters.base import family as family_spec, require_onnx
+from steerbridge.engine.adapters.base import beat_kwargs, family as family_spec, require_onnx
 from steerbridge.engine.runtime.errors import EngineError, RenderCancelled
 from steerbridge.engine.runtime.source import LoadedModel, load_source
 from steerbridge.engine.runtime.steering import Steering, SteeringHandle
@@ -121,8 +121,7 @@ class SteerableModel:
                 if cancel is not None and cancel():
                     raise RenderCancelled(f"render of '{request.prompt}' cancelled after step {done}/{total}")
 
-            # Only a model with a beat input hears the tempo; for the others it sets the loop's length alone.
-            beat = {"bpm": request.bpm} if request.bpm is not None and getattr(self.adapter, "takes_bpm", False) else {}
+            beat = beat_kwargs(self.adapter, request.bpm)  # only a model with a beat input hears the tempo
             cond = self.adapter.encode(request.prompt, seconds=request.seconds,
                                        negative_prompt=request.negative_prompt, **beat)
             latents = self.adapter.sample(cond, seed=request.seed, seconds=request.seconds, steps=request.steps,
