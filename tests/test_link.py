@@ -341,7 +341,7 @@ def test_start_and_stop_from_the_peer_land_on_the_next_bar_line(tmp_path):
                 time.sleep(bar_seconds(1, 120.0) + 0.2)
                 cycles.append((t_stop, t_start))
                 rows, heard, slope = rec.table()
-                if judged(cycles, rows, heard, rec.unknown, peer.timeline(0.3)):
+                if judged(cycles, heard, rec.unknown, peer.timeline(0.3)):
                     break
             line = peer.timeline(0.3)
             rows, heard, slope = rec.table()
@@ -354,7 +354,7 @@ def test_start_and_stop_from_the_peer_land_on_the_next_bar_line(tmp_path):
     level = rows[:, 4]
     fade, tolerance = 0.003, 0.001 + block
     offs = []
-    for t_stop, t_start in judged(cycles, rows, heard, rec.unknown, line):
+    for t_stop, t_start in judged(cycles, heard, rec.unknown, line):
         bar_stop, bar_start = next_bar_after(line, t_stop), next_bar_after(line, t_start)
         # the frames where the sound ends and comes back, heard when
         silent = np.flatnonzero((heard > t_stop) & (level == 0.0))[0]
@@ -377,7 +377,7 @@ def next_bar_after(line, t, quantum=4.0):
     return (math.ceil(beat / quantum) * quantum - beat0) / bps
 
 
-def judged(cycles, rows, heard, unknown, line):
+def judged(cycles, heard, unknown, line):
     """The (t_stop, t_start) cycles whose bar lines fall where the stream's timing is known."""
     def known(t):
         near = np.abs(heard - next_bar_after(line, t)) < 0.05
